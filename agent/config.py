@@ -1,0 +1,65 @@
+"""Settings: defaults, then a TOML file, then RESEARCH_LOOP_* environment variables, then command-line flags.
+
+The TOML file is `research-loop.toml` in the working directory, or the path in RESEARCH_LOOP_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE = "research-loop.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RESEARCH_LOOP_", extra="ignore")
+
+    llm: str = Field(
+        default="offline",
+        description="offline | openai:<model> | openai-compatible:<model> (with base_url)",
+    )
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible server, e.g. http://localhost:8000/v1"
+    )
+    api_key: SecretStr | None = Field(default=None, description="falls back to OPENAI_API_KEY")
+    reports_dir: Path = Path("reports")
+    storage: str | None = Field(
+        default=None, description="Optuna storage URL; default: journal file in the run"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_trials: int = Field(default=500, ge=1, description="cap on any plan's trial budget")
+    max_rounds: int = Field(default=5, ge=1)
+    max_tokens: int = Field(default=200_000, ge=1, description="cap on LLM tokens for one run")
+    llm_repairs: int = Field(default=2, ge=0, description="times an invalid LLM answer is sent back")
+    trial_timeout_s: float = Field(default=600, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("RESEARCH_LOOP_CONFIG", CONFIG_FILE))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+    def openai_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return os.environ.get("OPENAI_API_KEY")
+
+
+def load(**overrides: object) -> Settings:
+    """Settings with command-line overrides; a None override means 'not given on the command line'."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,301 @@
+"""The data types that pass between stages: the only contract between plan, code, run, report and review.
+
+Everyone imports this module and it imports nothing of ours, so that `experiments/` can speak the same types
+as `agent/` without depending on the agent.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Direction = Literal["maximize", "minimize"]
+SamplerName = Literal["random", "grid", "tpe", "gp", "cmaes", "qmc", "default"]
+PrunerName = Literal["none", "median", "hyperband"]
+TrialStateName = Literal["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
+Conclusion = Literal["improved", "no significant change", "worse", "failed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Model(BaseModel):
+    """Strict base: an unknown field in a plan or an LLM answer is an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchParam(Model):
+    """One hyperparameter's range; maps 1:1 onto an Optuna distribution."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    kind: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[bool | int | float | str] | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> SearchParam:
+        where = f"search_space[{self.name}]"
+        if self.kind == "categorical":
+            if not self.choices:
+                raise ValueError(f"{where}.choices: a categorical parameter needs at least one choice")
+            if len(set(map(repr, self.choices))) != len(self.choices):
+                raise ValueError(f"{where}.choices: duplicate choices {self.choices}")
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError(f"{where}: low/high/log/step do not apply to a categorical parameter")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"{where}.choices: only categorical parameters take choices")
+        if self.low is None or self.high is None:
+            raise ValueError(f"{where}: a {self.kind} parameter needs both low and high")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"{where}: low and high must be finite numbers")
+        if self.low > self.high:
+            raise ValueError(f"{where}: low ({self.low}) is greater than high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"{where}.log: a log scale needs low > 0 (got low={self.low})")
+        if self.step is not None:
+            if self.step <= 0:
+                raise ValueError(f"{where}.step: must be positive (got {self.step})")
+            if self.log:
+                raise ValueError(f"{where}: step and log cannot be combined")
+        if self.kind == "int":
+            for field in ("low", "high", "step"):
+                value = getattr(self, field)
+                if value is not None and float(value) != int(value):
+                    raise ValueError(f"{where}.{field}: an int parameter needs whole numbers ({value})")
+        return self
+
+    def contains(self, value: Any) -> bool:
+        """Whether a value lies in this range (used to check defaults and warm starts)."""
+        if self.kind == "categorical":
+            return value in (self.choices or [])
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return self.low <= value <= self.high  # type: ignore[operator]
+
+    def describe(self) -> str:
+        if self.kind == "categorical":
+            return "{" + ", ".join(map(str, self.choices or [])) + "}"
+        scale = " (log)" if self.log else ""
+        step = f" step {self.step:g}" if self.step else ""
+        return f"{self.low:g} .. {self.high:g}{scale}{step}"
+
+
+class Metric(Model):
+    name: str = Field(min_length=1)
+    direction: Direction
+
+
+class Budget(Model):
+    trials: int = Field(default=20, ge=1, le=10_000)
+    timeout_s: float | None = Field(default=None, gt=0)
+    seeds: int = Field(default=3, ge=1, le=50)
+    workers: int = Field(default=1, ge=1, le=256)
+    rounds: int = Field(default=1, ge=1, le=20)
+    tokens: int | None = Field(default=None, ge=1)
+    trial_timeout_s: float = Field(default=600, gt=0)
+
+
+class Phase(Model):
+    """One step of the execution plan (explore on a subset, optimise on all data, validate held-out)."""
+
+    name: str
+    description: str
+    data_fraction: float = Field(default=1.0, gt=0, le=1)
+    trials: int = Field(default=0, ge=0)
+
+
+CodeChangeKind = Literal[
+    "set_default", "expose_constant", "add_dropout", "change_optimizer", "change_schedule", "free_form"
+]
+
+
+class CodeChangeIntent(Model):
+    """What the plan wants changed in the training script; the coder turns it into exact edits."""
+
+    kind: CodeChangeKind
+    target: str = Field(description="hyperparameter, constant or layer the change is about")
+    value: bool | int | float | str | None = None
+    description: str = ""
+
+
+class TokenUsage(Model):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    calls: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        cost = None
+        if self.cost_usd is not None or other.cost_usd is not None:
+            cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
+        return TokenUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=cost,
+            calls=self.calls + other.calls,
+        )
+
+
+class ExperimentPlan(Model):
+    title: str = Field(min_length=1, max_length=200)
+    idea: str
+    objective: str
+    hypothesis: str
+    task: str
+    datasets: list[str] = Field(default_factory=list)
+    model: str = ""
+    search_space: list[SearchParam]
+    metric: Metric
+    baselines: list[str] = Field(default_factory=lambda: ["defaults"])
+    samplers: list[SamplerName] = Field(default_factory=lambda: ["tpe"], min_length=1)
+    pruner: PrunerName = "median"
+    budget: Budget = Field(default_factory=Budget)
+    phases: list[Phase] = Field(default_factory=list)
+    code_changes: list[CodeChangeIntent] = Field(default_factory=list)
+    planner: str = Field(default="", description="who drafted the plan, e.g. 'offline-rules'")
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+
+    @field_validator("search_space")
+    @classmethod
+    def _unique_names(cls, space: list[SearchParam]) -> list[SearchParam]:
+        names = [p.name for p in space]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"search_space: duplicate parameter names {dupes}")
+        return space
+
+
+class FileEdit(Model):
+    """An exact search/replace on one file: `old` must occur exactly once."""
+
+    path: str
+    old: str
+    new: str
+
+
+class CheckResult(Model):
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class CodePatch(Model):
+    edits: list[FileEdit] = Field(default_factory=list)
+    diff: str = ""
+    rationale: str = ""
+    files: dict[str, str] = Field(default_factory=dict, description="edited files' full new text")
+    checks: list[CheckResult] = Field(default_factory=list)
+    sha256: str = ""
+
+    @property
+    def checks_passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+class TrialRecord(Model):
+    number: int
+    state: TrialStateName
+    params: dict[str, Any] = Field(default_factory=dict)
+    value: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    intermediate: dict[int, float] = Field(default_factory=dict)
+    seed: int | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    retry_of: int | None = None
+
+
+class Comparison(Model):
+    """Candidate against baseline over paired seeds, on one split."""
+
+    metric: str
+    direction: Direction
+    split: Literal["validation", "test"]
+    candidate_mean: float
+    candidate_std: float
+    baseline_mean: float
+    baseline_std: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float | None
+    noise_floor: float
+    n_seeds: int
+
+
+class Cost(Model):
+    wall_s: float = 0.0
+    trials: int = 0
+    device: str = "cpu"
+    device_name: str = ""
+    tokens: int = 0
+    usd: float | None = None
+
+
+class StudyResult(Model):
+    study_name: str
+    storage: str = Field(description="storage URL with any password removed")
+    task: str
+    sampler: str
+    pruner: str
+    metric: Metric
+    search_space: list[SearchParam]
+    trials: list[TrialRecord]
+    best: TrialRecord | None = None
+    baseline: list[TrialRecord] = Field(default_factory=list)
+    comparison: Comparison | None = None
+    cost: Cost = Field(default_factory=Cost)
+    importances: dict[str, float] = Field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        out = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
+        for t in self.trials:
+            out[t.state] += 1
+        return out
+
+
+RunStatus = Literal[
+    "created", "running", "interrupted", "failed", "finished", "awaiting_approval", "approved", "rejected"
+]
+
+
+class RunInfo(Model):
+    """run.json: what a run folder is, where it stopped, and how it was started."""
+
+    run_id: str
+    created: datetime = Field(default_factory=utcnow)
+    command: list[str] = Field(default_factory=list)
+    kind: Literal["study", "plan", "run"] = "study"
+    status: RunStatus = "created"
+    stage: str = "created"
+    task: str | None = None
+    idea: str | None = None
+    storage: str = ""
+    error: str | None = None
+
+
+class Report(Model):
+    run_id: str
+    markdown: str
+    html: str | None = None
+    plots: list[str] = Field(default_factory=list)
+    data: str = Field(default="", description="path of the JSON the report was rendered from")
+
+
+class Decision(Model):
+    run_id: str
+    action: Literal["approve", "reject"]
+    at: datetime = Field(default_factory=utcnow)
+    reason: str = ""
+    commit: str | None = None
+    branch: str | None = None
+    target: str | None = None

@@ -1,0 +1,149 @@
+"""The task registry: which training scripts research-loop can tune, on what data, judged by which metric.
+
+A task's metric direction lives here, never in model output: a plan or an LLM answer cannot flip it.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from agent.schemas import Metric, SearchParam
+from experiments.script import find_block
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+
+
+class UnknownTask(KeyError):
+    def __str__(self) -> str:
+        return f"unknown task {self.args[0]!r}; known tasks: {', '.join(names())}"
+
+
+class Task(BaseModel):
+    model_config = ConfigDict(frozen=True, ignored_types=(cached_property,))
+
+    name: str
+    description: str
+    script: Path
+    data: str
+    model: str
+    family: str
+    metric: Metric
+    search_space: list[SearchParam]
+    keywords: tuple[str, ...] = ()
+
+    @cached_property
+    def defaults(self) -> dict[str, Any]:
+        """The defaults in the script's labelled block: the baseline's hyperparameters."""
+        return find_block(self.script.read_text(), str(self.script)).defaults
+
+    @property
+    def files(self) -> list[Path]:
+        """The files a patch may touch."""
+        return [self.script]
+
+
+def _float(name: str, low: float, high: float, log: bool = False) -> SearchParam:
+    return SearchParam(name=name, kind="float", low=low, high=high, log=log)
+
+
+def _int(name: str, low: int, high: int, step: int | None = None) -> SearchParam:
+    return SearchParam(name=name, kind="int", low=low, high=high, step=step)
+
+
+def _cat(name: str, *choices: Any) -> SearchParam:
+    return SearchParam(name=name, kind="categorical", choices=list(choices))
+
+
+_ACCURACY = Metric(name="accuracy", direction="maximize")
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task(
+            name="digits-cnn",
+            description="small CNN on scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)",
+            script=TASKS_DIR / "digits_cnn.py",
+            data="sklearn digits (bundled, offline)",
+            model="2-layer CNN",
+            family="cnn",
+            metric=_ACCURACY,
+            search_space=[
+                _float("learning_rate", 1e-4, 1e-2, log=True),
+                _float("weight_decay", 1e-5, 1e-3, log=True),
+                _float("dropout", 0.0, 0.5),
+                _int("epochs", 2, 10),
+                _cat("batch_size", 32, 64, 128),
+            ],
+            keywords=("digit", "digits", "mnist", "handwritten", "image", "cnn", "convolution", "vision"),
+        ),
+        Task(
+            name="tabular-mlp",
+            description="MLP on scikit-learn's breast cancer table (569 rows, 30 features, 2 classes)",
+            script=TASKS_DIR / "tabular_mlp.py",
+            data="sklearn breast cancer (bundled, offline)",
+            model="MLP",
+            family="mlp",
+            metric=_ACCURACY,
+            search_space=[
+                _float("learning_rate", 1e-4, 1e-1, log=True),
+                _float("weight_decay", 1e-6, 1e-2, log=True),
+                _float("dropout", 0.0, 0.5),
+                _int("hidden_size", 8, 128, step=8),
+                _int("layers", 1, 3),
+                _int("epochs", 5, 30),
+            ],
+            keywords=("tabular", "table", "mlp", "breast", "cancer", "medical", "feature"),
+        ),
+    ]
+}
+
+
+def names() -> list[str]:
+    return sorted(TASKS)
+
+
+def get(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UnknownTask(name) from None
+
+
+def from_script(path: Path, metric: Metric | None = None) -> Task:
+    """A user's own training script as a task: its block's defaults, searched around their values."""
+    from experiments.script import check_entry_point
+
+    path = path.resolve()
+    source = path.read_text()
+    defaults = find_block(source, str(path)).defaults
+    check_entry_point(source, str(path))
+    return Task(
+        name=f"script:{path.name}",
+        description=f"user script {path}",
+        script=path,
+        data="as loaded by the script",
+        model="as defined by the script",
+        family="user",
+        metric=metric or _ACCURACY,
+        search_space=[p for p in map(_space_around, defaults.items()) if p is not None],
+    )
+
+
+def _space_around(item: tuple[str, Any]) -> SearchParam | None:
+    """A default search range for a user's hyperparameter, from its name and default value."""
+    name, value = item
+    if isinstance(value, bool):
+        return _cat(name, False, True)
+    if name == "weight_decay":
+        return _float(name, 1e-6, 1e-2, log=True)
+    if isinstance(value, float) and value > 0 and ("rate" in name or name == "lr"):
+        return _float(name, value / 10, value * 10, log=True)
+    if isinstance(value, float) and 0 <= value < 1:
+        return _float(name, 0.0, min(0.9, max(0.5, value * 2)))
+    if isinstance(value, int) and value > 0:
+        return _int(name, max(1, value // 2), value * 2)
+    return None

@@ -1,0 +1,53 @@
+"""tabular-mlp: a multilayer perceptron on scikit-learn's bundled Wisconsin breast cancer table.
+
+569 patients, 30 measurements, benign or malignant. Offline and well under a second per trial on a CPU.
+"""
+
+import torch
+from torch import nn
+
+from experiments import data
+from experiments.script import block_defaults
+from experiments.training import batches, final_metrics, report, resolve_device, seed_everything
+
+# --- hyperparameters ---
+learning_rate = 1e-3
+epochs = 10
+batch_size = 32
+hidden_size = 32
+layers = 1
+dropout = 0.0
+weight_decay = 0.0
+# --- end hyperparameters ---
+HYPERPARAMETERS = block_defaults(__file__)
+
+
+def mlp(n_in: int, n_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
+    blocks, width = [], n_in
+    for _ in range(layers):
+        blocks += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        width = hidden
+    return nn.Sequential(*blocks, nn.Linear(width, n_out))
+
+
+def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, device="auto"):
+    """Train with `hparams` over the defaults above; return validation metrics (and test ones if `holdout`)."""
+    hp = {**HYPERPARAMETERS, **(hparams or {})}
+    generator = seed_everything(seed)
+    dev = resolve_device(device)
+    splits = data.breast_cancer(data_fraction)
+    x_train, y_train = splits["train"]
+
+    model = mlp(x_train.shape[1], 2, int(hp["hidden_size"]), int(hp["layers"]), float(hp["dropout"]))
+    model = model.to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
+
+    for epoch in range(int(hp["epochs"])):
+        for idx in batches(len(x_train), int(hp["batch_size"]), generator):
+            loss = nn.functional.cross_entropy(model(x_train[idx].to(dev)), y_train[idx].to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        report(trial, final_metrics(model, splits, holdout=False)["accuracy"], epoch)
+
+    return final_metrics(model, splits, holdout)
