@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agent import config, runs
+from agent.schemas import RunInfo, StudyResult
 from experiments import registry
+from experiments import storage as storages
+from experiments.runner import Progress as StudyProgress
+from experiments.runner import RunnerError
+from experiments.samplers import PRUNERS, SAMPLERS
+from experiments.script import ScriptContractError
+from experiments.training import describe_device
+from experiments.tuning import TuningConfig, tune_and_compare
+
+T = TypeVar("T")
+DEVICES = ("auto", "cpu", "cuda")
 
 app = typer.Typer(
     name="research-loop",
@@ -46,3 +63,196 @@ def tasks() -> None:
         defaults = ", ".join(f"{k}={v}" for k, v in task.defaults.items())
         table.add_row(name, task.data, f"{task.metric.name} ({task.metric.direction})", defaults)
     console.print(table)
+
+
+@contextmanager
+def study_progress() -> Iterator[Callable[[str, StudyProgress], None]]:
+    """A rich progress bar per study: trials done of total, best so far, pruned/failed, elapsed."""
+    columns = (
+        TextColumn("[bold]{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bars:
+        ids: dict[str, TaskID] = {}
+
+        def update(label: str, p: StudyProgress) -> None:
+            if label not in ids:
+                ids[label] = bars.add_task(label, total=p.total, detail="")
+            best = "-" if p.best is None else f"{p.best:.4f}"
+            detail = f"best {best}  running {p.running}  pruned {p.pruned}  failed {p.failed}"
+            if p.lost:
+                detail += f"  retried {p.lost}"
+            bars.update(ids[label], completed=p.done, total=p.total, detail=detail)
+
+        yield update
+
+
+def resolve_task(name: str, script: Path | None) -> registry.Task:
+    """A registered task, or the user's own script; refuses with the list of tasks or the contract broken."""
+    if script is not None:
+        if not script.is_file():
+            fail(f"--script {script}: no such file")
+        try:
+            return registry.from_script(script)
+        except (ScriptContractError, OSError, UnicodeDecodeError) as exc:
+            fail(str(exc))
+    try:
+        return registry.get(name)
+    except registry.UnknownTask as exc:
+        fail(str(exc))
+
+
+def check_storage(url: str | None) -> None:
+    if url is None:
+        return
+    try:
+        storages.check(url)
+    except storages.StorageUnavailable as exc:
+        fail(str(exc))
+
+
+def run_stage(folder: Path, info: RunInfo, stage: str, work: Callable[[], T]) -> T:
+    """Run one stage, recording in run.json where the run stopped if it is interrupted or fails."""
+    info.status, info.stage = "running", stage
+    runs.save(folder, info)
+    try:
+        return work()
+    except KeyboardInterrupt:
+        info.status, info.error = "interrupted", f"interrupted during {stage}"
+        runs.save(folder, info)
+        fail(f"interrupted during {stage}; the run folder {folder} keeps every finished trial", code=130)
+    except RUN_ERRORS as exc:
+        info.status, info.error = "failed", f"{stage}: {exc}"
+        runs.save(folder, info)
+        fail(f"{stage} failed: {exc} (run folder: {folder})")
+
+
+RUN_ERRORS = (RunnerError, storages.StorageUnavailable, OSError)
+
+
+@app.command()
+def study(
+    task: Annotated[str, typer.Option(help="registered task (see `research-loop tasks`)")] = "digits-cnn",
+    script: Annotated[Path | None, typer.Option(help="your own training script instead of a task")] = None,
+    sampler: Annotated[str, typer.Option(help=f"one of: {', '.join(SAMPLERS)}")] = "tpe",
+    pruner: Annotated[str, typer.Option(help=f"one of: {', '.join(PRUNERS)}")] = "median",
+    trials: Annotated[int, typer.Option(help="tuning trials (finished, pruned or failed)")] = 20,
+    workers: Annotated[int, typer.Option(help="worker processes sharing the study")] = 1,
+    seeds: Annotated[int, typer.Option(help="seeds for the baseline and for the best candidate")] = 3,
+    seed: Annotated[int, typer.Option(help="first seed; also seeds the sampler")] = 0,
+    data_fraction: Annotated[float, typer.Option(help="share of the training split to tune on")] = 1.0,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage: sqlite:///file.db, postgresql://...; default a journal file in the run"
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    trial_timeout: Annotated[float | None, typer.Option(help="seconds before one trial is stopped")] = None,
+) -> None:
+    """Tune a task with one Optuna study against its defaults; write a run folder with results.json.
+
+    The baseline (the unmodified script with its defaults) and the best trial are both re-run over SEEDS seeds
+    through the same worker code path, and compared on the held-out test split that tuning never saw.
+    The storage opens in optuna-dashboard as it is: `optuna-dashboard <run folder>/study.journal`.
+    """
+    if sampler not in SAMPLERS:
+        fail(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if pruner not in PRUNERS:
+        fail(f"unknown pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
+    if min(trials, workers, seeds) < 1:
+        fail("--trials, --workers and --seeds must each be at least 1")
+    if not 0 < data_fraction <= 1:
+        fail("--data-fraction must be in (0, 1]")
+    if device not in DEVICES:
+        fail(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    settings = config.load(storage=storage, device=device)
+    the_task = resolve_task(task, script)
+    check_storage(settings.storage)
+    try:
+        device_kind, device_name = describe_device(settings.device)
+    except RuntimeError as exc:
+        fail(str(exc))
+    cfg = TuningConfig(
+        sampler=sampler,
+        pruner=pruner,
+        trials=trials,
+        seeds=seeds,
+        workers=workers,
+        seed=seed,
+        device=device_kind,
+        data_fraction=data_fraction,
+        trial_timeout_s=trial_timeout or settings.trial_timeout_s,
+    )
+    info = RunInfo(
+        run_id=runs.new_run_id(the_task.name),
+        command=["research-loop", *sys.argv[1:]],
+        kind="study",
+        task=the_task.name,
+    )
+    folder = runs.create(settings.reports_dir, info)
+    url = settings.storage or str(folder / storages.JOURNAL_FILE)
+    info.storage = storages.redact(url)
+    console.print(f"run folder: [bold]{folder}[/]   storage: {info.storage}", highlight=False)
+
+    def work() -> StudyResult:
+        with study_progress() as update:
+            return tune_and_compare(
+                url, info.run_id, folder, the_task, the_task.search_space, cfg, update, device_name
+            )
+
+    result = run_stage(folder, info, "study", work)
+    (folder / "results.json").write_text(result.model_dump_json(indent=2))
+    info.status, info.stage = "finished", "results"
+    runs.save(folder, info)
+    print_study_summary(result, folder)
+
+
+def print_study_summary(result: StudyResult, folder: Path) -> None:
+    counts = result.counts()
+    metric = f"{result.metric.name} ({result.metric.direction})"
+    console.print(
+        f"trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed"
+        f"   wall time {result.cost.wall_s:.1f} s",
+        highlight=False,
+    )
+    if result.best is None:
+        console.print("[red]no trial completed: nothing to compare[/]")
+    else:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in result.best.params.items())
+        console.print(
+            f"best validation {metric}: {result.best.value:.4f} (trial {result.best.number}: {params})"
+        )
+    base = [r.value for r in result.baseline if r.value is not None]
+    if base:
+        console.print(
+            f"baseline validation {metric}: {sum(base) / len(base):.4f} mean over {len(base)} seeds"
+        )
+    if result.comparison is not None:
+        console.print(comparison_sentence(result))
+    console.print(f"results: [bold]{folder / 'results.json'}[/]", highlight=False)
+
+
+def comparison_sentence(result: StudyResult) -> str:
+    """The measured held-out comparison in words, including when the best trial does not beat the baseline."""
+    c = result.comparison
+    assert c is not None
+    better = c.difference > 0 if c.direction == "maximize" else c.difference < 0
+    p = "n/a" if c.p_value is None else f"{c.p_value:.3g}"
+    ci = "" if c.ci_low is None else f", 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+    if c.direction == "maximize":
+        verdict = "above" if better else "not above"
+    else:
+        verdict = "below" if better else "not below"
+    return (
+        f"held-out test {c.metric}: candidate {c.candidate_mean:.4f} ± {c.candidate_std:.4f} vs baseline "
+        f"{c.baseline_mean:.4f} ± {c.baseline_std:.4f} over {c.n_seeds} seeds: difference {c.difference:+.4f}"
+        f"{ci}, p = {p}; the candidate is {verdict} the baseline"
+    )
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

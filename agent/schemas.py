@@ -161,6 +161,9 @@ class ExperimentPlan(Model):
     budget: Budget = Field(default_factory=Budget)
     phases: list[Phase] = Field(default_factory=list)
     code_changes: list[CodeChangeIntent] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list, description="assumptions the planner made, e.g. which task it chose and why"
+    )
     planner: str = Field(default="", description="who drafted the plan, e.g. 'offline-rules'")
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
@@ -225,8 +228,8 @@ class Comparison(Model):
     baseline_mean: float
     baseline_std: float
     difference: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None = Field(description="95% interval of the difference; None with a single seed")
+    ci_high: float | None
     p_value: float | None
     noise_floor: float
     n_seeds: int
@@ -251,8 +254,10 @@ class StudyResult(Model):
     search_space: list[SearchParam]
     trials: list[TrialRecord]
     best: TrialRecord | None = None
-    baseline: list[TrialRecord] = Field(default_factory=list)
-    comparison: Comparison | None = None
+    baseline: list[TrialRecord] = Field(default_factory=list, description="defaults, unmodified script")
+    final: list[TrialRecord] = Field(default_factory=list, description="best candidate re-run over seeds")
+    comparison: Comparison | None = Field(default=None, description="on the held-out test split")
+    validation: Comparison | None = Field(default=None, description="the same runs on validation")
     cost: Cost = Field(default_factory=Cost)
     importances: dict[str, float] = Field(default_factory=dict)
 

@@ -93,3 +93,13 @@ def torch_threads(workers: int) -> None:
     """Share the machine's cores between worker processes instead of oversubscribing them."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(max(1, cores // max(1, workers)))
+
+
+def describe_device(device: str = "auto") -> tuple[str, str]:
+    """The device trials will run on and its human name, for reports."""
+    import platform
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return str(dev), torch.cuda.get_device_name(dev)
+    return "cpu", platform.processor() or platform.machine()

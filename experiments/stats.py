@@ -1,0 +1,60 @@
+"""Paired comparison of a candidate against the baseline over the same seeds."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from scipy import stats as scipy_stats
+
+from agent.schemas import Comparison, Metric, TrialRecord
+
+
+def metric_values(runs: list[TrialRecord], key: str) -> dict[int, float]:
+    """seed -> value of `key` for runs that completed; a run that failed has no value to compare."""
+    return {
+        r.seed: r.metrics[key]
+        for r in runs
+        if r.state == "COMPLETE" and key in r.metrics and r.seed is not None
+    }
+
+
+def compare(
+    candidate: list[TrialRecord], baseline: list[TrialRecord], metric: Metric, split: str = "test"
+) -> Comparison | None:
+    """Difference (candidate - baseline), 95% t-interval and paired t-test p-value over the shared seeds.
+
+    The noise floor is the baseline's standard deviation across seeds: a difference inside it is not a finding.
+    Returns None when fewer than one seed has both runs.
+    """
+    key = metric.name if split == "validation" else f"test_{metric.name}"
+    cand, base = metric_values(candidate, key), metric_values(baseline, key)
+    seeds = sorted(set(cand) & set(base))
+    if not seeds:
+        return None
+    c, b = [cand[s] for s in seeds], [base[s] for s in seeds]
+    diffs = [x - y for x, y in zip(c, b, strict=True)]
+    mean = statistics.fmean(diffs)
+    n = len(diffs)
+    if n > 1:
+        sd = statistics.stdev(diffs)
+        half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        # identical differences on every seed leave a t-test undefined: no p-value rather than a false 0
+        p_value = float(scipy_stats.ttest_rel(c, b).pvalue) if sd > 0 else (1.0 if mean == 0 else None)
+    else:
+        half, p_value = None, None
+    return Comparison(
+        metric=metric.name,
+        direction=metric.direction,
+        split="validation" if split == "validation" else "test",
+        candidate_mean=statistics.fmean(c),
+        candidate_std=statistics.stdev(c) if n > 1 else 0.0,
+        baseline_mean=statistics.fmean(b),
+        baseline_std=statistics.stdev(b) if n > 1 else 0.0,
+        difference=mean,
+        ci_low=None if half is None else mean - half,
+        ci_high=None if half is None else mean + half,
+        p_value=p_value,
+        noise_floor=statistics.stdev(b) if n > 1 else 0.0,
+        n_seeds=n,
+    )

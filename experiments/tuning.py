@@ -1,0 +1,181 @@
+"""The measured core of every run: baseline over seeds, a tuning study, and the best candidate re-run over the
+same seeds, all through the same worker code path, then compared on the held-out split.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from pydantic import BaseModel, Field
+
+from agent.schemas import Cost, SearchParam, StudyResult, TrialRecord
+from experiments import stats
+from experiments import storage as storages
+from experiments.registry import Task
+from experiments.runner import Progress, StudySpec, Ticket, run_study, workspace_sha256
+from experiments.space import grid
+
+BASELINE_DIR = "baseline"
+WORKSPACE_DIR = "workspace"
+
+
+class TuningConfig(BaseModel):
+    sampler: str = "tpe"
+    pruner: str = "median"
+    trials: int = Field(default=20, ge=1)
+    seeds: int = Field(default=3, ge=1)
+    workers: int = Field(default=1, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    data_fraction: float = Field(default=1.0, gt=0, le=1)
+    trial_timeout_s: float = 600
+    warm_start: list[dict[str, Any]] = Field(default_factory=list, description="configurations tried first")
+
+
+ProgressFn = Callable[[str, Progress], None]
+
+
+def prepare_workspaces(folder: Path, task: Task) -> tuple[Path, Path]:
+    """Copy the task's script into the run: `baseline/` stays as it was, `workspace/` is what patches edit."""
+    out = []
+    for name in (BASELINE_DIR, WORKSPACE_DIR):
+        target = folder / name
+        target.mkdir(exist_ok=True)
+        if not (target / task.script.name).exists():
+            shutil.copy2(task.script, target / task.script.name)
+        out.append(target)
+    return out[0], out[1]
+
+
+def _spec(
+    name: str,
+    task: Task,
+    workspace: Path,
+    cfg: TuningConfig,
+    space: list[SearchParam],
+    sampler: str,
+    pruner: str,
+) -> StudySpec:
+    return StudySpec(
+        name=name,
+        script=task.script.name,
+        metric=task.metric,
+        search_space=space,
+        sampler=sampler,
+        pruner=pruner,
+        seed=cfg.seed,
+        budget=cfg.trials,
+        device=cfg.device,
+        trial_timeout_s=cfg.trial_timeout_s,
+        patch_sha256=workspace_sha256(workspace),
+    )
+
+
+def _reporter(label: str, on_progress: ProgressFn | None) -> Callable[[Progress], None] | None:
+    return (lambda p: on_progress(label, p)) if on_progress else None
+
+
+def evaluate(
+    url: str,
+    name: str,
+    task: Task,
+    workspace: Path,
+    hparams: dict[str, Any],
+    cfg: TuningConfig,
+    on_progress: ProgressFn | None = None,
+    label: str = "evaluate",
+) -> list[TrialRecord]:
+    """Fixed hyperparameters over cfg.seeds seeds, with validation and held-out test metrics."""
+    tickets = [Ticket(hparams=hparams, seed=cfg.seed + s, holdout=True) for s in range(cfg.seeds)]
+    spec = _spec(name, task, workspace, cfg, [], "random", "none")
+    return run_study(url, spec, tickets, workspace, cfg.workers, _reporter(label, on_progress))
+
+
+def tune(
+    url: str,
+    name: str,
+    task: Task,
+    workspace: Path,
+    space: list[SearchParam],
+    cfg: TuningConfig,
+    on_progress: ProgressFn | None = None,
+    timeout_s: float | None = None,
+) -> list[TrialRecord]:
+    """One tuning study on the validation split: cfg.trials tickets, warm starts first."""
+    if cfg.sampler == "grid":
+        fixed = grid(space, cfg.trials, cfg.seed)
+    else:
+        fixed = [{k: v for k, v in w.items() if k in {p.name for p in space}} for w in cfg.warm_start]
+        fixed = fixed[: cfg.trials] + [{}] * max(0, cfg.trials - len(fixed))
+    tickets = [Ticket(params=p, seed=cfg.seed, data_fraction=cfg.data_fraction) for p in fixed]
+    spec = _spec(name, task, workspace, cfg, space, cfg.sampler, cfg.pruner)
+    return run_study(
+        url, spec, tickets, workspace, cfg.workers, _reporter(f"tune {cfg.sampler}", on_progress), timeout_s
+    )
+
+
+def best_of(trials: list[TrialRecord], direction: str) -> TrialRecord | None:
+    done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    if not done:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(done, key=lambda t: (t.value, -t.number) if direction == "maximize" else (t.value, t.number))
+
+
+def importances(url: str, name: str) -> dict[str, float]:
+    """fANOVA importances of the tuning study; empty when too few trials completed to say."""
+    study = optuna.load_study(study_name=name, storage=storages.open_storage(url))
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}
+
+
+def tune_and_compare(
+    url: str,
+    run_id: str,
+    folder: Path,
+    task: Task,
+    space: list[SearchParam],
+    cfg: TuningConfig,
+    on_progress: ProgressFn | None = None,
+    device_name: str = "",
+) -> StudyResult:
+    """Baseline (original script, defaults) -> tuning (workspace script) -> best re-run -> comparison."""
+    started = time.monotonic()
+    baseline_dir, workspace = prepare_workspaces(folder, task)
+    baseline = evaluate(url, f"{run_id}-baseline", task, baseline_dir, {}, cfg, on_progress, "baseline")
+    name = f"{run_id}-tune-{cfg.sampler}"
+    trials = tune(url, name, task, workspace, space, cfg, on_progress)
+    best = best_of(trials, task.metric.direction)
+    final: list[TrialRecord] = []
+    if best is not None:
+        final = evaluate(url, f"{run_id}-final", task, workspace, best.params, cfg, on_progress, "final")
+    comparison = stats.compare(final, baseline, task.metric, "test")
+    return StudyResult(
+        study_name=name,
+        storage=storages.redact(url),
+        task=task.name,
+        sampler=cfg.sampler,
+        pruner=cfg.pruner,
+        metric=task.metric,
+        search_space=space,
+        trials=trials,
+        best=best,
+        baseline=baseline,
+        final=final,
+        comparison=comparison,
+        validation=stats.compare(final, baseline, task.metric, "validation"),
+        cost=Cost(
+            wall_s=time.monotonic() - started,
+            trials=len(trials) + len(baseline) + len(final),
+            device=cfg.device,
+            device_name=device_name,
+        ),
+        importances=importances(url, name),
+    )

@@ -1,0 +1,212 @@
+"""The worker process: imports a workspace's training script once, then runs the study's tickets until none
+are left. Start it from any machine that has the project installed and the run's workspace:
+
+    RESEARCH_LOOP_STORAGE=postgresql://... python -m experiments.worker --study NAME --workspace DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import math
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from experiments import storage as storages
+from experiments.runner import STORAGE_ENV, StudySpec, Ticket, load_spec, workspace_sha256
+from experiments.samplers import make_pruner, make_sampler
+from experiments.script import find_block, load_module
+from experiments.space import suggest
+from experiments.training import TrialPruned, torch_threads
+
+PR_SET_PDEATHSIG = 1
+
+
+class TrialTimeout(BaseException):
+    """A BaseException, so that a script's own `except Exception` cannot swallow the time limit."""
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+def die_with_parent() -> None:
+    """Linux: be killed when the coordinator dies, so a killed run leaves no orphan training trials."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    def expire(signum: int, frame: Any) -> None:
+        raise TrialTimeout(f"trial timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
+    """Record heartbeats for RDB storages, so other machines' coordinators can tell this trial is alive."""
+    if not isinstance(storage, optuna.storages.RDBStorage) or not storage.is_heartbeat_enabled():
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                storage.record_heartbeat(trial_id)
+            stop.wait(storages.HEARTBEAT_S)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def pop_ticket(study: optuna.Study) -> optuna.Trial | None:
+    """Take one WAITING trial; never create a new one, so a study runs exactly its tickets."""
+    storage, study_id = study._storage, study._study_id
+    for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, frozen._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def run_trial(
+    study: optuna.Study, trial: optuna.Trial, module: ModuleType, spec: StudySpec, defaults: dict
+) -> None:
+    storage = study._storage
+    storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
+    ticket = Ticket.model_validate(trial.user_attrs.get("ticket", {}))
+    with heartbeat(storage, trial._trial_id):
+        try:
+            params = suggest(trial, spec.search_space)
+            hparams = {**defaults, **ticket.hparams, **params}
+            with time_limit(spec.trial_timeout_s):
+                metrics = module.run(
+                    hparams,
+                    trial=trial,
+                    seed=ticket.seed,
+                    data_fraction=ticket.data_fraction,
+                    holdout=ticket.holdout,
+                    device=spec.device,
+                )
+            value = _objective(metrics, spec.metric.name)
+        except (TrialPruned, optuna.TrialPruned):
+            study.tell(trial, state=TrialState.PRUNED)
+            return
+        except (Exception, TrialTimeout) as exc:
+            trial.set_user_attr("error", _describe(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        trial.set_user_attr("metrics", {k: float(v) for k, v in metrics.items()})
+        study.tell(trial, value)
+
+
+def _objective(metrics: Any, name: str) -> float:
+    if not isinstance(metrics, dict) or name not in metrics:
+        keys = sorted(metrics) if isinstance(metrics, dict) else type(metrics).__name__
+        raise WorkerError(f"run() must return a dict with {name!r}; got {keys}")
+    value = float(metrics[name])
+    if not math.isfinite(value):
+        raise WorkerError(f"metric {name!r} is {value}")
+    return value
+
+
+def _describe(exc: BaseException) -> str:
+    """Type, message and the innermost frame: enough to act on, without a wall of traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message}{where}"
+
+
+def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: int = 1) -> int:
+    """Run tickets until none are left or SIGTERM asks to stop; return how many trials this worker ran."""
+    storage = storages.open_storage(url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    spec = load_spec(study)
+    if spec.patch_sha256 and workspace_sha256(workspace) != spec.patch_sha256:
+        raise WorkerError(
+            f"workspace {workspace} holds a different patch than run study {study_name!r}; "
+            "copy the run's workspace folder to this machine"
+        )
+    script = workspace / spec.script
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=make_sampler(spec.sampler, spec.search_space, spec.budget, spec.seed + 1000 * index),
+        pruner=make_pruner(spec.pruner),
+    )
+    if spec.memory_limit_mb:
+        limit = spec.memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    torch_threads(workers)
+    defaults = find_block(script.read_text(), str(script)).defaults
+    module = load_module(script)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    ran = 0
+    while not stopping.is_set():
+        trial = pop_ticket(study)
+        if trial is None:
+            break
+        run_trial(study, trial, module, spec, defaults)
+        ran += 1
+    return ran
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--workspace", required=True, type=Path)
+    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV), help=f"default: ${STORAGE_ENV}")
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="workers sharing this machine's cores")
+    parser.add_argument("--attached", action="store_true", help="die with the parent process")
+    args = parser.parse_args(argv)
+    if args.attached:
+        die_with_parent()
+    if not args.storage:
+        print(f"worker: no storage given (--storage or ${STORAGE_ENV})", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        ran = serve(args.storage, args.study, args.workspace, args.index, args.workers)
+    except (WorkerError, storages.StorageUnavailable, KeyError) as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    print(f"worker {os.getpid()}: ran {ran} trials in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
