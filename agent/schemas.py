@@ -268,6 +268,45 @@ class StudyResult(Model):
         return out
 
 
+FindingKind = Literal["importance", "edge", "under_explored", "pruning_bias", "no_gain", "identical_metrics"]
+
+
+class Finding(Model):
+    """One thing the analyst read off a finished study, with the numbers that support it."""
+
+    kind: FindingKind
+    param: str | None = None
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class RoundResult(Model):
+    """One round of the loop: its phase, the studies it ran (one per strategy), what was found, what changed."""
+
+    round: int = Field(ge=1)
+    phase: str
+    data_fraction: float = 1.0
+    studies: list[StudyResult]
+    findings: list[Finding] = Field(default_factory=list)
+    revision: list[str] = Field(default_factory=list, description="changes made to the plan for the next round")
+
+
+class RunResult(Model):
+    """results.json of `research-loop run`: every round, then the finalists on the held-out split."""
+
+    run_id: str
+    plan: ExperimentPlan
+    rounds: list[RoundResult]
+    best: TrialRecord | None = None
+    best_strategy: str | None = None
+    baseline: list[TrialRecord] = Field(default_factory=list)
+    final: list[TrialRecord] = Field(default_factory=list)
+    comparison: Comparison | None = None
+    validation: Comparison | None = None
+    cost: Cost = Field(default_factory=Cost)
+    stop_reason: str = ""
+
+
 RunStatus = Literal[
     "created", "running", "interrupted", "failed", "finished", "awaiting_approval", "approved", "rejected"
 ]
