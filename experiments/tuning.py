@@ -17,7 +17,7 @@ from agent.schemas import Cost, SearchParam, StudyResult, TrialRecord
 from experiments import stats
 from experiments import storage as storages
 from experiments.registry import Task
-from experiments.runner import Progress, StudySpec, Ticket, run_study, workspace_sha256
+from experiments.runner import Progress, StudySpec, Ticket, records, run_study, workspace_sha256
 from experiments.space import grid
 
 BASELINE_DIR = "baseline"
@@ -136,6 +136,24 @@ def importances(url: str, name: str) -> dict[str, float]:
         return {}
 
 
+def summarize(url: str, name: str, task: Task, space: list[SearchParam], cfg: TuningConfig) -> StudyResult:
+    """One tuning study as stored: its trials, best trial and importances."""
+    trials = records(url, name)
+    return StudyResult(
+        study_name=name,
+        storage=storages.redact(url),
+        task=task.name,
+        sampler=cfg.sampler,
+        pruner=cfg.pruner,
+        metric=task.metric,
+        search_space=space,
+        trials=trials,
+        best=best_of(trials, task.metric.direction),
+        cost=Cost(wall_s=sum(t.duration_s or 0.0 for t in trials), trials=len(trials), device=cfg.device),
+        importances=importances(url, name),
+    )
+
+
 def tune_and_compare(
     url: str,
     run_id: str,
@@ -151,31 +169,24 @@ def tune_and_compare(
     baseline_dir, workspace = prepare_workspaces(folder, task)
     baseline = evaluate(url, f"{run_id}-baseline", task, baseline_dir, {}, cfg, on_progress, "baseline")
     name = f"{run_id}-tune-{cfg.sampler}"
-    trials = tune(url, name, task, workspace, space, cfg, on_progress)
-    best = best_of(trials, task.metric.direction)
+    tune(url, name, task, workspace, space, cfg, on_progress)
+    result = summarize(url, name, task, space, cfg)
     final: list[TrialRecord] = []
-    if best is not None:
-        final = evaluate(url, f"{run_id}-final", task, workspace, best.params, cfg, on_progress, "final")
-    comparison = stats.compare(final, baseline, task.metric, "test")
-    return StudyResult(
-        study_name=name,
-        storage=storages.redact(url),
-        task=task.name,
-        sampler=cfg.sampler,
-        pruner=cfg.pruner,
-        metric=task.metric,
-        search_space=space,
-        trials=trials,
-        best=best,
-        baseline=baseline,
-        final=final,
-        comparison=comparison,
-        validation=stats.compare(final, baseline, task.metric, "validation"),
-        cost=Cost(
-            wall_s=time.monotonic() - started,
-            trials=len(trials) + len(baseline) + len(final),
-            device=cfg.device,
-            device_name=device_name,
-        ),
-        importances=importances(url, name),
+    if result.best is not None:
+        final = evaluate(
+            url, f"{run_id}-final", task, workspace, result.best.params, cfg, on_progress, "final"
+        )
+    return result.model_copy(
+        update={
+            "baseline": baseline,
+            "final": final,
+            "comparison": stats.compare(final, baseline, task.metric, "test"),
+            "validation": stats.compare(final, baseline, task.metric, "validation"),
+            "cost": Cost(
+                wall_s=time.monotonic() - started,
+                trials=len(result.trials) + len(baseline) + len(final),
+                device=cfg.device,
+                device_name=device_name,
+            ),
+        }
     )
