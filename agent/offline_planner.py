@@ -1,0 +1,282 @@
+"""The offline planner: a deterministic reading of the idea against the task registry and written-down priors.
+
+It is the default because no language model that runs usefully on a small CPU ships in a package. It does not
+pretend to be one: its plans say `planner = "offline-rules"`, and every choice it made that the idea did not
+spell out is written into the plan's notes. The same idea, registry and settings always give the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from agent import priors
+from agent.config import Settings
+from agent.plan_rules import kind_error, matched, normalize
+from agent.schemas import (
+    Budget,
+    CodeChangeIntent,
+    ExperimentPlan,
+    Phase,
+    PrunerName,
+    SamplerName,
+    SearchParam,
+)
+from experiments import registry
+from experiments.registry import Task
+
+PLANNER_NAME = "offline-rules"
+_TRIALS = re.compile(
+    r"\b([1-9][0-9]{0,5}) (?:trial|trials|evaluation|evaluations|run|runs|iteration|iterations)\b"
+)
+_SEEDS = re.compile(r"\b([1-9][0-9]?) seeds?\b")
+_WORKERS = re.compile(r"\b([1-9][0-9]{0,2}) (?:workers|processes|parallel)\b")
+_TIMEOUT = re.compile(r"\b([1-9][0-9]{0,3}) (minute|minutes|min|mins|hour|hours|h)\b")
+
+
+def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPlan:
+    """A plan for an idea that has passed `plan_rules.check_idea`; `task` overrides the registry match."""
+    text = normalize(idea)
+    notes: list[str] = []
+    chosen = _choose_task(text, task, notes)
+    low_resource = bool(matched(text, priors.LOW_RESOURCE_TERMS))
+    space, changes = _search_space(text, chosen, low_resource, notes)
+    samplers = _samplers(text, notes)
+    pruner = _pruner(text, low_resource)
+    budget = _budget(text, low_resource, settings, notes)
+    return ExperimentPlan(
+        title=_title(idea),
+        idea=idea,
+        objective=_objective(chosen, space, samplers, budget),
+        hypothesis=_hypothesis(text, chosen, space, samplers, budget),
+        task=chosen.name,
+        datasets=[chosen.data],
+        model=chosen.model,
+        search_space=space,
+        metric=chosen.metric,
+        baselines=["defaults", *([priors.REFERENCE_SAMPLER] if priors.REFERENCE_SAMPLER in samplers else [])],
+        samplers=samplers,
+        pruner=pruner,
+        budget=budget,
+        phases=_phases(budget, pruner, chosen),
+        code_changes=changes,
+        notes=notes,
+        planner=PLANNER_NAME,
+    )
+
+
+def _choose_task(text: str, requested: str | None, notes: list[str]) -> Task:
+    """The requested task, else the registered task the idea's words point at most, else the first one."""
+    if requested is not None:
+        notes.append(f"task {requested} was given with --task")
+        return registry.get(requested)
+    best: tuple[int, str, list[str]] | None = None
+    for name in registry.names():
+        spec = registry.get(name)
+        family = priors.FAMILY_ALIASES.get(spec.family, spec.family)
+        direct = matched(text, (name, *spec.keywords))
+        hints = matched(text, priors.FAMILY_TERMS.get(family, ()))
+        score = 2 * len(direct) + len(hints)
+        if score and (best is None or score > best[0]):
+            best = (score, name, sorted({*direct, *hints}))
+    if best is None:
+        first = registry.names()[0]
+        notes.append(
+            f"the idea names no registered task's data or model, so the plan uses {first}, the first of "
+            f"{', '.join(registry.names())}; pass --task to choose another"
+        )
+        return registry.get(first)
+    notes.append(f"task {best[1]} matches the idea's words: {', '.join(best[2])}")
+    return registry.get(best[1])
+
+
+def _prior(spec: Task, name: str) -> SearchParam | None:
+    """The written-down range for one of the task's hyperparameters, if one fits the script's default."""
+    canonical = priors.ALIASES.get(name, name)
+    family = priors.FAMILY_ALIASES.get(spec.family, spec.family)
+    own = {p.name: p for p in spec.search_space}
+    candidates = [
+        priors.FAMILY_PRIORS.get(family, {}).get(canonical),
+        priors.GENERIC_PRIORS.get(canonical),
+        own.get(name),
+    ]
+    default = spec.defaults.get(name)
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        param = candidate.model_copy(update={"name": name})
+        if default is None or kind_error(param, default) is None:
+            return param
+    return None
+
+
+def _search_space(
+    text: str, spec: Task, low_resource: bool, notes: list[str]
+) -> tuple[list[SearchParam], list[CodeChangeIntent]]:
+    """The hyperparameters the idea is about (plus the learning rate), or the most important few."""
+    by_canonical = {priors.ALIASES.get(name, name): name for name in spec.defaults}
+    named = [c for c, terms in priors.PARAM_TERMS.items() if matched(text, terms)]
+    if matched(text, priors.COMPRESSION_TERMS):
+        named += [c for c in priors.CAPACITY if c in by_canonical and c not in named]
+        notes.append(
+            f"compression is read as searching the model's size; the plan still judges by "
+            f"{spec.metric.name}, the task's metric, so compare sizes at equal {spec.metric.name} in the report"
+        )
+    changes: list[CodeChangeIntent] = []
+    chosen: list[str] = []
+    for canonical in named:
+        if canonical in by_canonical:
+            chosen.append(by_canonical[canonical])
+        elif canonical in priors.ADDABLE:
+            changes.append(
+                CodeChangeIntent(
+                    kind=priors.ADDABLE[canonical],
+                    target=canonical,
+                    description=f"add `{canonical}` to {spec.name}'s hyperparameter block and use it",
+                )
+            )
+            chosen.append(canonical)
+        else:
+            notes.append(
+                f"the idea mentions {canonical}, which {spec.name}'s script does not expose; left out"
+            )
+    if chosen and "learning_rate" in by_canonical and by_canonical["learning_rate"] not in chosen:
+        chosen.append(by_canonical["learning_rate"])
+        notes.append(
+            "the learning rate is searched alongside, because the best value of the rest depends on it"
+        )
+    if not chosen:
+        limit = priors.LOW_RESOURCE_DIMS if low_resource else priors.DEFAULT_DIMS
+        ranked = [by_canonical[c] for c in priors.IMPORTANCE if c in by_canonical]
+        chosen = [n for n in ranked if _prior(spec, n) is not None][:limit]
+        notes.append(
+            f"the idea names no hyperparameter, so the plan searches the {len(chosen)} that usually matter "
+            f"most for a {spec.family} ({', '.join(chosen)})"
+        )
+    space: list[SearchParam] = []
+    for name in chosen:
+        param = _prior(spec, name) if name in spec.defaults else priors.GENERIC_PRIORS[name]
+        if param is None:
+            notes.append(f"no written-down range fits {name}={spec.defaults[name]!r}; left at its default")
+        else:
+            space.append(param)
+    return space, changes
+
+
+def _samplers(text: str, notes: list[str]) -> list[SamplerName]:
+    """Samplers the idea names, in the table's order, with random search as the reference to beat."""
+    named: list[SamplerName] = []
+    for terms, samplers in priors.SAMPLER_TERMS:
+        if matched(text, terms):
+            named += [s for s in samplers if s not in named]
+    if not named:
+        named = list(priors.DEFAULT_SAMPLERS)
+        notes.append(f"the idea names no search strategy; the plan uses {', '.join(named)}")
+    if priors.REFERENCE_SAMPLER not in named:
+        named.append(priors.REFERENCE_SAMPLER)
+    return named
+
+
+def _pruner(text: str, low_resource: bool) -> PrunerName:
+    for terms, pruner in priors.PRUNER_TERMS:
+        if matched(text, terms):
+            return pruner
+    return "median" if low_resource else priors.DEFAULT_PRUNER
+
+
+def _budget(text: str, low_resource: bool, settings: Settings, notes: list[str]) -> Budget:
+    found = _TRIALS.search(text)
+    trials = (
+        int(found.group(1))
+        if found
+        else (priors.LOW_RESOURCE_TRIALS if low_resource else priors.DEFAULT_TRIALS)
+    )
+    if trials > settings.max_trials:
+        notes.append(
+            f"the idea asks for {trials} trials; capped at the configured max_trials {settings.max_trials}"
+        )
+        trials = settings.max_trials
+    seeds = int(found.group(1)) if (found := _SEEDS.search(text)) else priors.DEFAULT_SEEDS
+    workers = int(found.group(1)) if (found := _WORKERS.search(text)) else 1
+    timeout = None
+    if found := _TIMEOUT.search(text):
+        timeout = float(found.group(1)) * (3600 if found.group(2).startswith("h") else 60)
+    return Budget(
+        trials=trials,
+        timeout_s=timeout,
+        seeds=seeds,
+        workers=workers,
+        trial_timeout_s=settings.trial_timeout_s,
+    )
+
+
+def _phases(budget: Budget, pruner: PrunerName, spec: Task) -> list[Phase]:
+    """Explore cheaply on a subset, optimise on all the data, then validate on the held-out split."""
+    explore = (
+        math.floor(budget.trials * priors.EXPLORE_SHARE)
+        if budget.trials >= priors.MIN_TRIALS_FOR_EXPLORE
+        else 0
+    )
+    stopping = "; the pruner stops weak trials early" if pruner != "none" else ""
+    phases = []
+    if explore:
+        phases.append(
+            Phase(
+                name="explore",
+                description=f"screen the search space on {priors.EXPLORE_FRACTION:.0%} of the training data{stopping}",
+                data_fraction=priors.EXPLORE_FRACTION,
+                trials=explore,
+            )
+        )
+    phases += [
+        Phase(
+            name="optimise",
+            description=f"search on the full training data, judged by validation {spec.metric.name}{stopping}",
+            data_fraction=1.0,
+            trials=budget.trials - explore,
+        ),
+        Phase(
+            name="validate",
+            description=(
+                f"re-run the best configuration and the script's defaults on {budget.seeds} seeds and compare "
+                f"them on the held-out test split, which no selection step saw"
+            ),
+            data_fraction=1.0,
+            trials=0,
+        ),
+    ]
+    return phases
+
+
+def _title(idea: str) -> str:
+    line = " ".join(idea.split())
+    return line if len(line) <= 120 else line[:119].rstrip() + "…"
+
+
+def _objective(spec: Task, space: list[SearchParam], samplers: list[SamplerName], budget: Budget) -> str:
+    verb = "Maximise" if spec.metric.direction == "maximize" else "Minimise"
+    return (
+        f"{verb} validation {spec.metric.name} of the {spec.model} on {spec.data} by tuning "
+        f"{', '.join(p.name for p in space)}, comparing {', '.join(samplers)} search at {budget.trials} trials each."
+    )
+
+
+def _hypothesis(
+    text: str, spec: Task, space: list[SearchParam], samplers: list[SamplerName], budget: Budget
+) -> str:
+    named = [
+        p.name for p in space if matched(text, priors.PARAM_TERMS.get(priors.ALIASES.get(p.name, p.name), ()))
+    ]
+    better = "higher" if spec.metric.direction == "maximize" else "lower"
+    subject = f"Tuning {', '.join(named)}" if named else "A tuned configuration"
+    claim = (
+        f"{subject} gives a {better} held-out {spec.metric.name} than the script's defaults, "
+        f"by more than the seed-to-seed noise"
+    )
+    challengers = [s for s in samplers if s != priors.REFERENCE_SAMPLER]
+    if challengers:
+        claim += (
+            f"; {' and '.join(challengers)} {'reach' if len(challengers) > 1 else 'reaches'} a {better} validation {spec.metric.name} than random search "
+            f"within {budget.trials} trials"
+        )
+    return claim + "."

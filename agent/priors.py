@@ -1,0 +1,268 @@
+"""The written-down knowledge the offline planner plans with: search-space priors per model family, and the
+words it reads an idea with.
+
+Kept as data in one place so a reviewer can check every range against practice, and so the planner's code
+holds rules, not numbers. Ranges follow common practice in the literature and library defaults:
+transformer fine-tuning from the BERT paper's recommended grid (Devlin et al. 2019, appendix A.3), CNN and
+MLP ranges from the usual Adam/AdamW working ranges for small networks, LSTM ranges from text-classification
+practice (hidden 64-256, gradient clipping 0.5-5).
+"""
+
+from __future__ import annotations
+
+from agent.schemas import CodeChangeKind, PrunerName, SamplerName, SearchParam
+
+
+def _float(name: str, low: float, high: float, log: bool = False) -> SearchParam:
+    return SearchParam(name=name, kind="float", low=low, high=high, log=log)
+
+
+def _int(name: str, low: int, high: int, step: int | None = None) -> SearchParam:
+    return SearchParam(name=name, kind="int", low=low, high=high, step=step)
+
+
+def _cat(name: str, *choices: bool | int | float | str) -> SearchParam:
+    return SearchParam(name=name, kind="categorical", choices=list(choices))
+
+
+# Priors by model family, keyed by canonical hyperparameter name (see ALIASES for other spellings).
+FAMILY_PRIORS: dict[str, dict[str, SearchParam]] = {
+    "transformer": {
+        p.name: p
+        for p in [
+            _float("learning_rate", 1e-5, 5e-5, log=True),
+            _cat("batch_size", 16, 32),
+            _int("epochs", 2, 4),
+            _float("dropout", 0.1, 0.5),
+            _float("weight_decay", 0.0, 0.1),
+            _float("warmup_ratio", 0.0, 0.1),
+        ]
+    },
+    "cnn": {
+        p.name: p
+        for p in [
+            _float("learning_rate", 1e-4, 1e-2, log=True),
+            _float("weight_decay", 1e-5, 1e-3, log=True),
+            _float("dropout", 0.0, 0.5),
+            _cat("batch_size", 32, 64, 128),
+            _int("epochs", 2, 10),
+            _cat("channels", 8, 16, 32),
+            _cat("optimizer", "adam", "sgd"),
+        ]
+    },
+    "mlp": {
+        p.name: p
+        for p in [
+            _float("learning_rate", 1e-4, 1e-1, log=True),
+            _float("weight_decay", 1e-6, 1e-2, log=True),
+            _float("dropout", 0.0, 0.5),
+            _int("hidden_size", 16, 256, step=16),
+            _int("layers", 1, 3),
+            _cat("batch_size", 16, 32, 64),
+            _int("epochs", 5, 30),
+        ]
+    },
+    "lstm": {
+        p.name: p
+        for p in [
+            _float("learning_rate", 1e-4, 1e-2, log=True),
+            _int("hidden_size", 64, 256, step=32),
+            _int("layers", 1, 2),
+            _float("dropout", 0.0, 0.5),
+            _cat("embedding_dim", 50, 100, 200),
+            _cat("batch_size", 32, 64),
+            _int("epochs", 2, 10),
+            _float("clip", 0.5, 5.0, log=True),
+        ]
+    },
+}
+
+# Other names for a family, as task definitions may spell it.
+FAMILY_ALIASES: dict[str, str] = {"bert": "transformer", "rnn": "lstm", "gru": "lstm", "convnet": "cnn"}
+
+# Priors that hold for any family, used where the family table has no entry for a hyperparameter.
+GENERIC_PRIORS: dict[str, SearchParam] = {
+    p.name: p
+    for p in [
+        _float("learning_rate", 1e-4, 1e-1, log=True),
+        _float("weight_decay", 1e-6, 1e-2, log=True),
+        _float("dropout", 0.0, 0.5),
+        _cat("batch_size", 16, 32, 64, 128),
+        _cat("optimizer", "adam", "sgd"),
+        _cat("lr_schedule", "constant", "cosine"),
+        _float("momentum", 0.8, 0.99),
+        _float("label_smoothing", 0.0, 0.2),
+    ]
+}
+
+# Script spellings of canonical hyperparameter names.
+ALIASES: dict[str, str] = {
+    "lr": "learning_rate",
+    "wd": "weight_decay",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "hidden": "hidden_size",
+    "hidden_dim": "hidden_size",
+    "hidden_units": "hidden_size",
+    "num_layers": "layers",
+    "n_layers": "layers",
+    "embed_dim": "embedding_dim",
+    "dropout_rate": "dropout",
+    "grad_clip": "clip",
+    "max_grad_norm": "clip",
+    "scheduler": "lr_schedule",
+    "warmup": "warmup_ratio",
+}
+
+# The order in which hyperparameters usually matter (learning rate first); a small budget searches the head.
+IMPORTANCE: tuple[str, ...] = (
+    "learning_rate",
+    "weight_decay",
+    "dropout",
+    "batch_size",
+    "epochs",
+    "optimizer",
+    "hidden_size",
+    "channels",
+    "layers",
+    "embedding_dim",
+    "warmup_ratio",
+    "clip",
+    "lr_schedule",
+    "momentum",
+    "label_smoothing",
+)
+
+# Hyperparameters that size the model: what an idea about compression or capacity is about.
+CAPACITY: tuple[str, ...] = ("channels", "hidden_size", "layers", "embedding_dim")
+
+# Phrases that name a hyperparameter (canonical names). Matched as whole words, plurals included.
+PARAM_TERMS: dict[str, tuple[str, ...]] = {
+    "learning_rate": ("learning rate", "lr", "step size"),
+    "weight_decay": ("weight decay", "l2 penalty", "l2 regularization"),
+    "dropout": ("dropout",),
+    "epochs": ("epoch", "training length", "training time"),
+    "batch_size": ("batch size",),
+    "optimizer": ("optimizer", "adam", "adamw", "sgd", "momentum"),
+    "lr_schedule": ("schedule", "scheduler", "cosine", "warmup", "annealing"),
+    "hidden_size": ("hidden size", "hidden units", "width"),
+    "layers": ("depth", "number of layers"),
+    "channels": ("channel", "filter"),
+    "embedding_dim": ("embedding size", "embedding dimension"),
+    "clip": ("gradient clipping", "clipping"),
+    "label_smoothing": ("label smoothing",),
+}
+
+# Hyperparameters a code change can add to a script that lacks them, and the change that adds each.
+ADDABLE: dict[str, CodeChangeKind] = {
+    "dropout": "add_dropout",
+    "optimizer": "change_optimizer",
+    "lr_schedule": "change_schedule",
+}
+
+# Words that point at a model family when the idea names no registered task.
+FAMILY_TERMS: dict[str, tuple[str, ...]] = {
+    "cnn": ("image", "vision", "picture", "photo", "pixel", "convolution", "convolutional", "cnn", "resnet"),
+    "transformer": ("text", "language", "nlp", "bert", "transformer", "token", "fine tuning", "finetuning"),
+    "mlp": ("tabular", "table", "mlp", "perceptron", "feature", "dense"),
+    "lstm": ("sequence", "lstm", "recurrent", "rnn", "gru", "sentiment"),
+}
+
+# Search strategies an idea can name, in the order they are listed in a plan. Random search is added as the
+# reference every other sampler is compared against.
+SAMPLER_TERMS: tuple[tuple[tuple[str, ...], tuple[SamplerName, ...]], ...] = (
+    (("bayesian", "bayes", "surrogate", "model based", "sequential model based", "smbo"), ("tpe", "gp")),
+    (("tpe", "tree structured parzen", "parzen", "hyperopt"), ("tpe",)),
+    (("gp", "gaussian process", "kriging"), ("gp",)),
+    (("grid", "exhaustive"), ("grid",)),
+    (("cma", "cmaes", "cma es", "evolution strategy", "evolutionary"), ("cmaes",)),
+    (("qmc", "quasi random", "sobol", "low discrepancy"), ("qmc",)),
+    (("random search", "random sampling", "random sampler"), ("random",)),
+)
+DEFAULT_SAMPLERS: tuple[SamplerName, ...] = ("tpe",)
+REFERENCE_SAMPLER: SamplerName = "random"
+
+# Pruners an idea can name; first match wins.
+PRUNER_TERMS: tuple[tuple[tuple[str, ...], PrunerName], ...] = (
+    (("no pruning", "without pruning", "no early stopping", "without early stopping"), "none"),
+    (("hyperband", "successive halving", "asha"), "hyperband"),
+    (("pruning", "prune", "pruner", "early stopping", "median stopping"), "median"),
+)
+DEFAULT_PRUNER: PrunerName = "median"
+
+# Words that ask for a frugal plan: fewer trials, fewer dimensions, a cheap exploration phase.
+LOW_RESOURCE_TERMS: tuple[str, ...] = (
+    "low resource",
+    "resource constrained",
+    "efficient",
+    "cheap",
+    "frugal",
+    "limited compute",
+    "limited budget",
+    "small budget",
+    "few trials",
+    "fast",
+    "quick",
+    "laptop",
+    "cpu only",
+)
+COMPRESSION_TERMS: tuple[str, ...] = ("compression", "compress", "smaller model", "model size", "capacity")
+
+# An idea must use at least one of these (or a registered task's words) to be read as an ML experiment.
+ML_TERMS: tuple[str, ...] = (
+    "hyperparameter",
+    "hyper parameter",
+    "tune",
+    "tuning",
+    "optimization",
+    "optimisation",
+    "optimize",
+    "optimise",
+    "train",
+    "training",
+    "model",
+    "neural",
+    "network",
+    "machine learning",
+    "deep learning",
+    "classifier",
+    "classification",
+    "regression",
+    "accuracy",
+    "loss",
+    "dataset",
+    "data set",
+    "benchmark",
+    "baseline",
+    "overfitting",
+    "generalization",
+    "generalisation",
+    "regularization",
+    "regularisation",
+    "search space",
+    "sampler",
+    "fine tune",
+    "bayesian",
+    "surrogate",
+    "optuna",
+    "cnn",
+    "convolutional",
+    "mlp",
+    "perceptron",
+    "lstm",
+    "rnn",
+    "gru",
+    "bert",
+    "transformer",
+    "resnet",
+)
+
+# Budget rules of thumb: trials per sampler, dimensions searched, and the exploration phase's share.
+DEFAULT_TRIALS = 30
+LOW_RESOURCE_TRIALS = 15
+DEFAULT_DIMS = 5
+LOW_RESOURCE_DIMS = 3
+DEFAULT_SEEDS = 3
+EXPLORE_FRACTION = 0.25
+EXPLORE_SHARE = 0.4
+MIN_TRIALS_FOR_EXPLORE = 5
