@@ -10,10 +10,13 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markdown import Markdown
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent import config, runs
+from agent import config, planner, runs
+from agent.llm import errors_of
 from agent.schemas import RunInfo, StudyResult
 from experiments import registry
 from experiments import storage as storages
@@ -40,7 +43,7 @@ err = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One clear line on stderr and a non-zero exit: how every refusal ends."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(code)
 
 
@@ -63,6 +66,51 @@ def tasks() -> None:
         defaults = ", ".join(f"{k}={v}" for k, v in task.defaults.items())
         table.add_row(name, task.data, f"{task.metric.name} ({task.metric.direction})", defaults)
     console.print(table)
+
+
+@app.command()
+def plan(
+    idea: Annotated[str, typer.Argument(help="the research idea, in quotes")],
+    llm: Annotated[
+        str | None,
+        typer.Option(help="offline | openai:<model> | openai-compatible:<model>; default: settings"),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="plan for this registered task, not the one the idea points at")
+    ] = None,
+) -> None:
+    """Turn a research idea into an experiment plan: plan.json and plan.md in a new run folder.
+
+    Offline by default: deterministic rules over the task registry, no network. With --llm the plan comes
+    from a chat model, and every answer is checked against the registry and repaired or refused.
+    """
+    try:
+        settings = config.load(llm=llm)
+    except ValueError as exc:
+        fail(f"settings: {'; '.join(errors_of(exc))}")
+    try:
+        the_plan = planner.make_plan(idea, settings, task=task)
+    except planner.PlanError as exc:
+        fail(str(exc))
+    info = RunInfo(
+        run_id=runs.new_run_id(f"plan {the_plan.title}"),
+        command=["research-loop", *sys.argv[1:]],
+        kind="plan",
+        task=the_plan.task,
+        idea=the_plan.idea,
+    )
+    folder: Path | None = None
+    try:
+        folder = runs.create(settings.reports_dir, info)
+        planner.write_plan(folder, the_plan)
+        info.status, info.stage = "finished", "plan"
+        runs.save(folder, info)
+    except OSError as exc:
+        if folder is not None:
+            runs.discard(folder)
+        fail(f"could not write the plan under {settings.reports_dir}: {exc}")
+    console.print(Markdown(planner.render_markdown(the_plan)))
+    console.print(f"plan: [bold]{folder / 'plan.md'}[/] (and plan.json)", highlight=False)
 
 
 @contextmanager

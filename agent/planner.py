@@ -1,0 +1,119 @@
+"""Idea -> ExperimentPlan: through the configured LLM, or the offline rules when none is configured.
+
+Whoever drafts the plan, it meets the same rules (agent.plan_rules): a registered task, hyperparameters the
+task's script takes, valid ranges, budgets within the configured caps, and the metric and its direction taken
+from the task registry. The loop calls `make_plan`; the CLI and the report call `render_markdown`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import create_model
+
+import templates
+from agent import llm, offline_planner
+from agent.config import Settings
+from agent.plan_rules import PlanError, PlanInvalid, check_idea, check_plan
+from agent.schemas import ExperimentPlan, Model
+from experiments import registry
+
+__all__ = ["PlanError", "PlanDraft", "make_plan", "render_markdown", "plan_context", "write_plan"]
+
+# What the planner fills in itself, so a model's text can never set it.
+_FORCED = ("idea", "metric", "datasets", "model", "planner", "usage")
+
+PlanDraft: type[Model] = create_model(  # type: ignore[call-overload]
+    "PlanDraft",
+    __base__=Model,
+    __doc__="An experiment plan for the research idea: task, search space, samplers, pruner, budget, phases.",
+    **{
+        name: (field.annotation, field)
+        for name, field in ExperimentPlan.model_fields.items()
+        if name not in _FORCED
+    },
+)
+
+
+def make_plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPlan:
+    """A validated plan for `idea`, on `task` if given; PlanError (one line) when none can be made."""
+    text = check_idea(idea)
+    if task is not None and task not in registry.TASKS:
+        raise PlanError(str(registry.UnknownTask(task)))
+    try:
+        offline = llm.is_offline(settings)
+    except llm.LLMError as exc:
+        raise PlanError(str(exc)) from None
+    if offline:
+        try:
+            return check_plan(offline_planner.plan(text, settings, task), settings, task)
+        except PlanInvalid as exc:
+            raise PlanError(
+                f"the offline planner drafted an invalid plan (a bug; please report it): {exc}"
+            ) from None
+    return _llm_plan(text, settings, task)
+
+
+def _llm_plan(idea: str, settings: Settings, task: str | None) -> ExperimentPlan:
+    try:
+        chat = llm.connect(settings)
+    except llm.LLMError as exc:
+        raise PlanError(str(exc)) from None
+    tasks = [registry.get(name) for name in ([task] if task else registry.names())]
+    messages = llm.render_messages(
+        "prompts/plan.md.j2",
+        idea=idea,
+        task=task,
+        tasks=tasks,
+        schema_name=PlanDraft.__name__,
+        schema=llm.schema_json(PlanDraft),
+        limits={"max_trials": settings.max_trials, "max_rounds": settings.max_rounds},
+    )
+
+    def finish(draft: Model) -> ExperimentPlan:
+        fields: dict[str, Any] = draft.model_dump()
+        spec = registry.TASKS.get(fields["task"])
+        if spec is None:
+            raise PlanInvalid(
+                [f"task: {fields['task']!r} is not a registered task; choose one of {registry.names()}"]
+            )
+        plan = ExperimentPlan(
+            **fields, idea=idea, metric=spec.metric, datasets=[spec.data], model=spec.model, planner=chat.spec
+        )
+        return check_plan(plan, settings, task)
+
+    try:
+        answer = llm.ask(
+            chat,
+            messages,
+            PlanDraft,
+            finish=finish,
+            repairs=settings.llm_repairs,
+            max_tokens=settings.max_tokens,
+        )
+    except llm.LLMError as exc:
+        raise PlanError(str(exc)) from None
+    return answer.value.model_copy(update={"usage": answer.usage})
+
+
+def plan_context(plan: ExperimentPlan, level: int = 2) -> dict[str, Any]:
+    """What templates/_plan.md.j2 needs, for a report that includes the plan as plan.md shows it."""
+    defaults = registry.get(plan.task).defaults if plan.task in registry.TASKS else {}
+    return {"plan": plan, "defaults": defaults, "level": level}
+
+
+def render_markdown(plan: ExperimentPlan) -> str:
+    return templates.environment().get_template("plan.md.j2").render(**plan_context(plan))
+
+
+def write_plan(folder: Path, plan: ExperimentPlan) -> None:
+    """plan.json and plan.md, each written whole or not at all."""
+    for name, text in (
+        ("plan.json", json.dumps(plan.model_dump(mode="json"), indent=2) + "\n"),
+        ("plan.md", render_markdown(plan)),
+    ):
+        tmp = folder / (name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(folder / name)
