@@ -10,14 +10,16 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.markdown import Markdown
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent import config, planner, runs
+from agent import config, loop, planner, runs
 from agent.llm import errors_of
-from agent.schemas import RunInfo, StudyResult
+from agent.loop import LoopEvent
+from agent.schemas import Comparison, RunInfo, StudyResult
 from experiments import registry
 from experiments import storage as storages
 from experiments.runner import Progress as StudyProgress
@@ -280,27 +282,190 @@ def print_study_summary(result: StudyResult, folder: Path) -> None:
             f"baseline validation {metric}: {sum(base) / len(base):.4f} mean over {len(base)} seeds"
         )
     if result.comparison is not None:
-        console.print(comparison_sentence(result))
+        console.print(comparison_text(result.comparison))
     console.print(f"results: [bold]{folder / 'results.json'}[/]", highlight=False)
 
 
-def comparison_sentence(result: StudyResult) -> str:
-    """The measured held-out comparison in words, including when the best trial does not beat the baseline."""
-    c = result.comparison
-    assert c is not None
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class LiveView:
+    """The run's live view: stage, round, trials done of the budget, best so far, elapsed and time left, and
+    a bar for the study in progress."""
+
+    def __init__(self) -> None:
+        self.event: LoopEvent | None = None
+        self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)
+
+    def update(self, event: LoopEvent) -> None:
+        if self.event is not None and event.stage != self.event.stage:
+            console.print(f"[dim]{self.event.stage} done ({self.event.elapsed_s:.0f} s)[/]")
+        self.event = event
+        self.live.update(self.render())
+
+    def render(self) -> Table:
+        e = self.event
+        grid = Table.grid(padding=(0, 2))
+        if e is None:
+            grid.add_row("[bold]starting[/]")
+            return grid
+        left = "-" if e.time_left_s is None else f"{e.time_left_s:.0f} s"
+        best = "-" if e.best is None else f"{e.best:.4f}"
+        rounds = f"{e.round}/{e.rounds}" if e.rounds else "-"
+        grid.add_row(
+            f"[bold]{e.stage}[/]",
+            f"round {rounds}",
+            f"trials {e.trials_done}/{e.trials_budget}",
+            f"best {best}",
+            f"elapsed {e.elapsed_s:.0f} s",
+            f"time left {left}",
+        )
+        if e.progress is not None:
+            p = e.progress
+            width = 30
+            filled = int(width * p.done / max(p.total, 1))
+            study_best = "-" if p.best is None else f"{p.best:.4f}"
+            grid.add_row(
+                f"  {e.label}",
+                "[green]" + "━" * filled + "[/][dim]" + "━" * (width - filled) + "[/]",
+                f"{p.done}/{p.total}",
+                f"best {study_best}",
+                f"pruned {p.pruned} failed {p.failed}",
+                f"retried {p.lost}" if p.lost else "",
+            )
+        return grid
+
+
+def drive_run(folder: Path, settings: config.Settings) -> None:
+    """Drive a run to its end with the live view; print where it stopped if it did not get there."""
+    try:
+        with LiveView() as view:
+            result = loop.drive(folder, settings, view.update)
+    except KeyboardInterrupt:
+        fail(f"interrupted; continue with `research-loop resume {folder.name}`", code=130)
+    except loop.LoopError as exc:
+        fail(f"{exc} (run folder: {folder}; `research-loop resume {folder.name}` continues after a fix)")
+    report = folder / "report.md"
+    if result.comparison is not None:
+        console.print(comparison_text(result.comparison))
+    if result.stop_reason:
+        console.print(f"stopped: {result.stop_reason}", highlight=False)
+    console.print(f"report: [bold]{report}[/]", highlight=False)
+    console.print(
+        f"review it, then:  research-loop approve {folder.name}   or   "
+        f"research-loop reject {folder.name} --reason '...'",
+        highlight=False,
+    )
+
+
+@app.command()
+def run(
+    idea: Annotated[str, typer.Argument(help="the research idea, in a sentence")],
+    llm: Annotated[
+        str | None, typer.Option(help="offline (default), openai:<model>, openai-compatible:<model>")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="registered task; default: chosen by the planner")] = None,
+    script: Annotated[Path | None, typer.Option(help="your own training script instead of a task")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="tuning trials over all rounds (default: the plan's)")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(help="rounds of search and analysis (default: the plan's)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="wall-clock seconds for the whole run")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes per study")] = None,
+    seeds: Annotated[int | None, typer.Option(help="seeds for the baseline and the finalists")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL; default: a journal file in the run")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    seed: Annotated[int, typer.Option(help="seeds the samplers and the first training seed")] = 0,
+) -> None:
+    """From an idea to a report and a patch awaiting your approval: plan, patch, baseline, rounds of Optuna
+    studies with analysis between them, finalists on the held-out split, report.
+
+    Interrupted runs continue with `research-loop resume <run>`; nothing already stored runs twice.
+    """
+    if device not in DEVICES:
+        fail(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    for name, value in (
+        ("--trials", trials),
+        ("--rounds", rounds),
+        ("--workers", workers),
+        ("--seeds", seeds),
+    ):
+        if value is not None and value < 1:
+            fail(f"{name} must be at least 1")
+    if timeout is not None and timeout <= 0:
+        fail("--timeout must be a positive number of seconds")
+    settings = config.load(llm=llm, storage=storage, device=device)
+    if task is not None and script is None:
+        resolve_task(task, None)
+    if script is not None:
+        resolve_task(task or "", script)
+    try:
+        planner.check_idea(idea)
+    except planner.PlanError as exc:
+        fail(str(exc))
+    check_storage(settings.storage)
+    try:
+        device_kind, device_name = describe_device(settings.device)
+    except RuntimeError as exc:
+        fail(str(exc))
+    options = loop.LoopOptions(
+        idea=idea, task=task, script=script.resolve() if script else None, trials=trials, rounds=rounds,
+        timeout_s=timeout, workers=workers, seeds=seeds, seed=seed, device=device_kind, device_name=device_name,
+    )  # fmt: skip
+    folder = loop.start(options, settings, ["research-loop", *sys.argv[1:]])
+    console.print(f"run folder: [bold]{folder}[/]", highlight=False)
+    drive_run(folder, settings)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    storage: Annotated[str | None, typer.Option(help="the run's storage URL, if it needs a password")] = None,
+) -> None:
+    """Continue an interrupted run from its last finished stage, reusing every stored trial."""
+    settings = config.load(storage=storage)
+    folder = find_run(settings, run_id)
+    info = runs.load(folder)
+    if info.kind != "run":
+        fail(f"{folder.name} is a `{info.kind}` run; only `research-loop run` runs can be resumed")
+    if info.status in ("awaiting_approval", "approved", "rejected", "finished"):
+        fail(f"{folder.name} already finished ({info.status}); see {folder / 'report.md'}")
+    console.print(f"resuming {folder.name} from stage {info.stage}", highlight=False)
+    drive_run(folder, settings)
+
+
+def find_run(settings: config.Settings, run_id: str) -> Path:
+    try:
+        folder = runs.resolve(settings.reports_dir, run_id)
+        runs.load(folder)
+    except (runs.RunNotFound, runs.CorruptRun) as exc:
+        fail(str(exc))
+    return folder
+
+
+def comparison_text(c: Comparison) -> str:
+    """The measured held-out comparison in words, including when the candidate does not beat the baseline."""
     better = c.difference > 0 if c.direction == "maximize" else c.difference < 0
-    p = "n/a" if c.p_value is None else f"{c.p_value:.3g}"
-    ci = "" if c.ci_low is None else f", 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
     if c.direction == "maximize":
         verdict = "above" if better else "not above"
     else:
         verdict = "below" if better else "not below"
+    p = "n/a" if c.p_value is None else f"{c.p_value:.3g}"
+    ci = "" if c.ci_low is None else f", 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
     return (
         f"held-out test {c.metric}: candidate {c.candidate_mean:.4f} ± {c.candidate_std:.4f} vs baseline "
         f"{c.baseline_mean:.4f} ± {c.baseline_std:.4f} over {c.n_seeds} seeds: difference {c.difference:+.4f}"
         f"{ci}, p = {p}; the candidate is {verdict} the baseline"
     )
-
-
-def _fmt(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

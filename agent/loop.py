@@ -1,0 +1,459 @@
+"""The research loop: plan -> patch -> baseline -> rounds of studies and analysis -> finalists on the held-out
+split -> results -> final patch -> report, awaiting a person's approval.
+
+Every stage writes its artifact into the run folder before the next starts, and every study resumes from its
+storage, so `resume` continues an interrupted run from where it stopped and runs nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent import analyst, planner, runs
+from agent.config import Settings
+from agent.schemas import (
+    Cost,
+    ExperimentPlan,
+    RoundResult,
+    RunInfo,
+    RunResult,
+    SearchParam,
+    StudyResult,
+    TrialRecord,
+)
+from experiments import registry, stats
+from experiments import storage as storages
+from experiments.registry import Task
+from experiments.runner import Progress
+from experiments.tuning import TuningConfig, best_of, evaluate, prepare_workspaces, summarize, tune
+
+OPTIONS_FILE = "options.json"
+RESULTS_FILE = "results.json"
+ROUNDS_DIR = "rounds"
+FINALISTS = 2
+STALL_ROUNDS = 2
+
+
+class LoopError(RuntimeError):
+    """A stage could not be completed; the message names the stage and what to do."""
+
+
+class LoopOptions(BaseModel):
+    """What the person asked for on the command line; stored so that `resume` continues the same run."""
+
+    idea: str
+    task: str | None = None
+    script: Path | None = None
+    trials: int | None = Field(default=None, ge=1)
+    rounds: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    workers: int | None = Field(default=None, ge=1)
+    seeds: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    device: str = "cpu"
+    device_name: str = ""
+    storage: str | None = Field(default=None, description="never stored with a password; see `save_options`")
+
+
+class LoopEvent(BaseModel):
+    """What the live view shows: stage, round, trials done, best so far, time left."""
+
+    stage: str
+    round: int = 0
+    rounds: int = 0
+    trials_done: int = 0
+    trials_budget: int = 0
+    best: float | None = None
+    elapsed_s: float = 0.0
+    time_left_s: float | None = None
+    label: str = ""
+    progress: Progress | None = None
+    message: str = ""
+
+
+EventFn = Callable[[LoopEvent], None]
+
+
+class Loop:
+    """One run's state while it is being driven; rebuilt from the run folder on resume."""
+
+    def __init__(self, folder: Path, info: RunInfo, options: LoopOptions, settings: Settings, url: str):
+        self.folder, self.info, self.options, self.settings, self.url = folder, info, options, settings, url
+        self.started = time.monotonic()
+        self.deadline = self.started + options.timeout_s if options.timeout_s else None
+        self.on_event: EventFn = lambda event: None
+        self.round, self.rounds, self.trials_done, self.budget = 0, 0, 0, 0
+        self.best: float | None = None
+
+    # -- bookkeeping -------------------------------------------------------------------------------------
+    def stage(self, name: str) -> None:
+        self.info.status, self.info.stage = "running", name
+        runs.save(self.folder, self.info)
+        self.emit(name)
+
+    def emit(self, stage: str, label: str = "", progress: Progress | None = None, message: str = "") -> None:
+        elapsed = time.monotonic() - self.started
+        self.on_event(
+            LoopEvent(
+                stage=stage,
+                round=self.round,
+                rounds=self.rounds,
+                trials_done=self.trials_done + (progress.done if progress and stage.startswith("round") else 0),
+                trials_budget=self.budget,
+                best=self.best,
+                elapsed_s=elapsed,
+                time_left_s=None if self.deadline is None else max(0.0, self.deadline - time.monotonic()),
+                label=label,
+                progress=progress,
+                message=message,
+            )
+        )
+
+    def reporter(self, stage: str) -> Callable[[str, Progress], None]:
+        """Study progress, labelled by stage so the live view can tell tuning trials from evaluations."""
+        return lambda label, progress: self.emit(stage, label, progress)
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    # -- stages ------------------------------------------------------------------------------------------
+    def plan(self) -> ExperimentPlan:
+        path = self.folder / "plan.json"
+        if path.is_file():
+            return ExperimentPlan.model_validate_json(path.read_text())
+        self.stage("plan")
+        try:
+            plan = planner.make_plan(self.options.idea, self.settings, self.options.task)
+        except planner.PlanError as exc:
+            raise LoopError(f"planning failed: {exc}") from None
+        plan = apply_overrides(plan, self.options, self.settings)
+        planner.write_plan(self.folder, plan)
+        return plan
+
+    def task(self, plan: ExperimentPlan) -> Task:
+        if self.options.script is not None:
+            return registry.from_script(self.options.script)
+        return registry.get(plan.task)
+
+    def patch(self, plan: ExperimentPlan, task: Task) -> None:
+        from agent import coder
+
+        prepare_workspaces(self.folder, task)
+        if (self.folder / coder.PATCH_JSON).is_file():
+            return
+        self.stage("patch")
+        try:
+            patch = coder.propose_patch(plan, task, self.folder, self.settings)
+        except coder.PatchError as exc:
+            raise LoopError(f"the code change could not be made: {exc}") from None
+        failed = [c for c in patch.checks if not c.passed]
+        if failed:
+            raise LoopError(f"the patch failed its checks: {failed[0].name}: {failed[0].detail}")
+
+    def config(self, plan: ExperimentPlan, **update: Any) -> TuningConfig:
+        return TuningConfig(
+            sampler=plan.samplers[0],
+            pruner=plan.pruner,
+            trials=plan.budget.trials,
+            seeds=plan.budget.seeds,
+            workers=plan.budget.workers,
+            seed=self.options.seed,
+            device=self.options.device,
+            trial_timeout_s=plan.budget.trial_timeout_s,
+        ).model_copy(update=update)
+
+    def baseline(self, plan: ExperimentPlan, task: Task) -> list[TrialRecord]:
+        self.stage("baseline")
+        return evaluate(
+            self.url, f"{self.info.run_id}-baseline", task, self.folder / "baseline", {},
+            self.config(plan), self.reporter("baseline"), "baseline",
+        )  # fmt: skip
+
+    def run_round(
+        self,
+        plan: ExperimentPlan,
+        task: Task,
+        number: int,
+        space: list[SearchParam],
+        pruner: str,
+        warm: list[dict[str, Any]],
+        baseline: tuple[float | None, float],
+    ) -> RoundResult:
+        """Run one round's studies (one per strategy) and analyse them; a stored round is loaded instead."""
+        path = self.folder / ROUNDS_DIR / f"round-{number}.json"
+        if path.is_file():
+            stored = RoundResult.model_validate_json(path.read_text())
+            self.trials_done += sum(len(s.trials) for s in stored.studies)
+            return stored
+        self.stage(f"round-{number}")
+        phase, fraction, trials = round_shape(plan, number, self.rounds)
+        studies = []
+        for sampler, count in allocate(plan.samplers, trials):
+            name = f"{self.info.run_id}-r{number}-{sampler}"
+            cfg = self.config(
+                plan, sampler=sampler, pruner=pruner, trials=count, data_fraction=fraction, warm_start=warm
+            )
+            tune(self.url, name, task, self.folder / "workspace", space, cfg, self.reporter(f"round-{number}"),
+                 self.time_left())  # fmt: skip
+            studies.append(summarize(self.url, name, task, space, cfg))
+            self.trials_done += len(studies[-1].trials)
+        findings = [f for s in studies for f in analyst.analyse(s, *baseline)]
+        result = RoundResult(
+            round=number, phase=phase, data_fraction=fraction, studies=studies, findings=findings
+        )
+        result.revision = revise(result, space, pruner, task).changes
+        path.parent.mkdir(exist_ok=True)
+        _write(path, result.model_dump_json(indent=2))
+        return result
+
+    def finalists(
+        self, plan: ExperimentPlan, task: Task, rounds: list[RoundResult]
+    ) -> list[list[TrialRecord]]:
+        """The best distinct configurations from full-data rounds, each re-run over the seeds with held-out
+        metrics. Selection among them uses validation only."""
+        self.stage("final")
+        pool = [t for r in rounds if r.data_fraction == 1.0 for s in r.studies for t in s.trials]
+        chosen: list[TrialRecord] = []
+        for trial in sorted(
+            (t for t in pool if t.state == "COMPLETE" and t.value is not None),
+            key=lambda t: t.value,
+            reverse=task.metric.direction == "maximize",
+        ):
+            if all(trial.params != c.params for c in chosen):
+                chosen.append(trial)
+            if len(chosen) == FINALISTS:
+                break
+        return [
+            evaluate(
+                self.url,
+                f"{self.info.run_id}-final-{k}",
+                task,
+                self.folder / "workspace",
+                c.params,
+                self.config(plan),
+                self.reporter("final"),
+                f"finalist {k + 1}",
+            )  # fmt: skip
+            for k, c in enumerate(chosen)
+        ]
+
+
+def apply_overrides(plan: ExperimentPlan, options: LoopOptions, settings: Settings) -> ExperimentPlan:
+    """Command-line budget options win over the plan's, within the configured caps."""
+    budget = plan.budget.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "trials": min(options.trials, settings.max_trials) if options.trials else None,
+                "rounds": min(options.rounds, settings.max_rounds) if options.rounds else None,
+                "workers": options.workers,
+                "seeds": options.seeds,
+                "timeout_s": options.timeout_s,
+            }.items()
+            if v is not None
+        }
+    )
+    return plan.model_copy(update={"budget": budget})
+
+
+def planned_rounds(plan: ExperimentPlan) -> int:
+    tuning = [p for p in plan.phases if p.trials > 0]
+    return max(plan.budget.rounds if plan.budget.rounds > 1 else len(tuning), 1)
+
+
+def round_shape(plan: ExperimentPlan, number: int, rounds: int) -> tuple[str, float, int]:
+    """(phase name, data fraction, trials) of a round: an explore round on a subset first when the plan has
+    one and there is more than one round, then the rest of the budget on the full data, split evenly."""
+    explore = next((p for p in plan.phases if p.name == "explore" and p.trials > 0), None)
+    total = plan.budget.trials
+    if explore is not None and rounds > 1:
+        if number == 1:
+            return "explore", explore.data_fraction, explore.trials
+        rest, later = total - explore.trials, rounds - 1
+        return "optimise", 1.0, rest // later + (1 if number - 1 <= rest % later else 0)
+    return "optimise", 1.0, total // rounds + (1 if number <= total % rounds else 0)
+
+
+def allocate(samplers: list[str], trials: int) -> list[tuple[str, int]]:
+    """Split a round's trials across the strategies it compares; a strategy left with no trial is skipped."""
+    share, extra = divmod(trials, len(samplers))
+    counts = [(s, share + (1 if i < extra else 0)) for i, s in enumerate(samplers)]
+    return [(s, n) for s, n in counts if n > 0]
+
+
+def baseline_summary(runs_: list[TrialRecord]) -> tuple[float | None, float]:
+    """Mean validation value of the baseline seeds, and their spread (the noise floor)."""
+    values = [r.value for r in runs_ if r.value is not None]
+    if not values:
+        return None, 0.0
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, spread
+
+
+def _stop_reason(loop: Loop, plan: ExperimentPlan, results: list[RoundResult]) -> str | None:
+    if loop.round >= loop.rounds:
+        return f"all {loop.rounds} planned round(s) done"
+    if loop.trials_done >= plan.budget.trials:
+        return f"trial budget of {plan.budget.trials} used"
+    left = loop.time_left()
+    if left is not None and left <= 0:
+        return "wall-clock budget used"
+    if (
+        plan.budget.tokens is not None
+        and plan.usage.input_tokens + plan.usage.output_tokens >= plan.budget.tokens
+    ):
+        return "LLM token budget used"
+    stalled = [any(f.kind == "no_gain" for f in r.findings) for r in results[-STALL_ROUNDS:]]
+    if len(stalled) == STALL_ROUNDS and all(stalled):
+        return f"{STALL_ROUNDS} rounds without a gain above the noise floor"
+    return None
+
+
+def revise(result: RoundResult, space: list[SearchParam], pruner: str, task: Task) -> analyst.Revision:
+    best = best_of([t for s in result.studies for t in s.trials], task.metric.direction)
+    return analyst.revise(space, result.findings, pruner, best)
+
+
+def storage_url(folder: Path, info: RunInfo, settings: Settings) -> str:
+    """The run's storage: the one given now, else the one it was created with (never stored with a password)."""
+    if settings.storage:
+        return settings.storage
+    if storages.is_rdb(info.storage):
+        if "***" in info.storage:
+            raise LoopError(f"this run uses {info.storage}: pass --storage with its password to continue it")
+        return info.storage
+    return str(folder / storages.JOURNAL_FILE)
+
+
+def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> RunResult:
+    """Run (or continue) a run folder's stages to the end; the same call serves `run` and `resume`."""
+    from agent import coder, reporting
+
+    info = runs.load(folder)
+    options = LoopOptions.model_validate_json((folder / OPTIONS_FILE).read_text())
+    loop = Loop(folder, info, options, settings, storage_url(folder, info, settings))
+    if on_event:
+        loop.on_event = on_event
+    try:
+        plan = loop.plan()
+        task = loop.task(plan)
+        loop.budget, loop.rounds = plan.budget.trials, planned_rounds(plan)
+        loop.patch(plan, task)
+        baseline = loop.baseline(plan, task)
+        space, pruner, warm = plan.search_space, plan.pruner, [task.defaults]
+        results: list[RoundResult] = []
+        stop = None
+        for number in range(1, loop.rounds + 1):
+            loop.round = number
+            result = loop.run_round(plan, task, number, space, pruner, warm, baseline_summary(baseline))
+            results.append(result)
+            best = best_of([t for s in result.studies for t in s.trials], task.metric.direction)
+            if best is not None and best.value is not None:
+                loop.best = best.value if loop.best is None else _better(task, best.value, loop.best)
+            revision = revise(result, space, pruner, task)
+            space, pruner, warm = revision.search_space, revision.pruner, revision.warm_start
+            stop = _stop_reason(loop, plan, results)
+            if stop:
+                break
+        finals = loop.finalists(plan, task, results)
+        run_result = conclude(info.run_id, plan, task, results, baseline, finals, loop, stop or "")
+        _write(folder / RESULTS_FILE, run_result.model_dump_json(indent=2))
+        if run_result.best is not None:
+            loop.stage("finalize")
+            coder.finalize_patch(folder, run_result.best.params)
+        loop.stage("report")
+        reporting.render(folder)
+    except KeyboardInterrupt:
+        info.status, info.error = "interrupted", f"interrupted during {info.stage}"
+        runs.save(folder, info)
+        raise
+    except (LoopError, storages.StorageUnavailable, OSError, RuntimeError, ValueError) as exc:
+        info.status, info.error = "failed", f"{info.stage}: {exc}"
+        runs.save(folder, info)
+        raise LoopError(f"{info.stage}: {exc}") from exc
+    info.status, info.stage, info.error = "awaiting_approval", "done", None
+    runs.save(folder, info)
+    return run_result
+
+
+def _better(task: Task, a: float, b: float) -> float:
+    return max(a, b) if task.metric.direction == "maximize" else min(a, b)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def conclude(
+    run_id: str,
+    plan: ExperimentPlan,
+    task: Task,
+    rounds: list[RoundResult],
+    baseline: list[TrialRecord],
+    finals: list[list[TrialRecord]],
+    loop: Loop,
+    stop_reason: str,
+) -> RunResult:
+    """Pick the finalist by mean validation value (never by test), then compare it on the held-out split."""
+    sign = 1 if task.metric.direction == "maximize" else -1
+
+    def validation_mean(runs_: list[TrialRecord]) -> float:
+        values = [r.value for r in runs_ if r.value is not None]
+        return sign * sum(values) / len(values) if values else -float("inf")
+
+    final = max(finals, key=validation_mean, default=[])
+    best = next((r for r in final if r.state == "COMPLETE"), None)
+    chosen = None
+    if best is not None:
+        pool = [
+            (s.sampler, t) for r in rounds for s in r.studies for t in s.trials if t.params == best.params
+        ]
+        chosen = min(pool, key=lambda item: item[1].number, default=(None, None))
+    studies: list[StudyResult] = [s for r in rounds for s in r.studies]
+    return RunResult(
+        run_id=run_id,
+        plan=plan,
+        rounds=rounds,
+        best=chosen[1] if chosen else None,
+        best_strategy=chosen[0] if chosen else None,
+        baseline=baseline,
+        final=final,
+        comparison=stats.compare(final, baseline, task.metric, "test"),
+        validation=stats.compare(final, baseline, task.metric, "validation"),
+        cost=Cost(
+            wall_s=time.monotonic() - loop.started,
+            trials=sum(len(s.trials) for s in studies) + len(baseline) + sum(map(len, finals)),
+            device=loop.options.device,
+            device_name=loop.options.device_name,
+            tokens=plan.usage.input_tokens + plan.usage.output_tokens,
+            usd=plan.usage.cost_usd,
+        ),
+        stop_reason=stop_reason,
+    )
+
+
+def start(options: LoopOptions, settings: Settings, command: list[str]) -> Path:
+    """Create the run folder and store the options; nothing runs yet."""
+    info = RunInfo(
+        run_id=runs.new_run_id(options.task or options.idea),
+        command=command,
+        kind="run",
+        idea=options.idea,
+        task=options.task,
+    )
+    folder = runs.create(settings.reports_dir, info)
+    url = settings.storage or str(folder / storages.JOURNAL_FILE)
+    info.storage = storages.redact(url)
+    runs.save(folder, info)
+    stored = options.model_copy(update={"storage": None})
+    _write(folder / OPTIONS_FILE, json.dumps(stored.model_dump(mode="json"), indent=2))
+    return folder
