@@ -469,3 +469,7 @@ def comparison_text(c: Comparison) -> str:
         f"{c.baseline_mean:.4f} ± {c.baseline_std:.4f} over {c.n_seeds} seeds: difference {c.difference:+.4f}"
         f"{ci}, p = {p}; the candidate is {verdict} the baseline"
     )
+
+
+if __name__ == "__main__":
+    app()

@@ -104,7 +104,8 @@ class Loop:
                 stage=stage,
                 round=self.round,
                 rounds=self.rounds,
-                trials_done=self.trials_done + (progress.done if progress and stage.startswith("round") else 0),
+                trials_done=self.trials_done
+                + (progress.done if progress and stage.startswith("round") else 0),
                 trials_budget=self.budget,
                 best=self.best,
                 elapsed_s=elapsed,
@@ -128,8 +129,11 @@ class Loop:
         if path.is_file():
             return ExperimentPlan.model_validate_json(path.read_text())
         self.stage("plan")
+        task = self.options.task
+        if self.options.script is not None:
+            task = registry.register(registry.from_script(self.options.script)).name
         try:
-            plan = planner.make_plan(self.options.idea, self.settings, self.options.task)
+            plan = planner.make_plan(self.options.idea, self.settings, task)
         except planner.PlanError as exc:
             raise LoopError(f"planning failed: {exc}") from None
         plan = apply_overrides(plan, self.options, self.settings)
@@ -138,7 +142,7 @@ class Loop:
 
     def task(self, plan: ExperimentPlan) -> Task:
         if self.options.script is not None:
-            return registry.from_script(self.options.script)
+            return registry.register(registry.from_script(self.options.script))
         return registry.get(plan.task)
 
     def patch(self, plan: ExperimentPlan, task: Task) -> None:
