@@ -113,6 +113,12 @@ def get(name: str) -> Task:
         raise UnknownTask(name) from None
 
 
+def register(task: Task) -> Task:
+    """Make a user's script task known for this process, so planning and validation treat it like a built-in."""
+    TASKS[task.name] = task
+    return task
+
+
 def from_script(path: Path, metric: Metric | None = None) -> Task:
     """A user's own training script as a task: its block's defaults, searched around their values."""
     from experiments.script import check_entry_point

@@ -31,6 +31,10 @@ ENTRY_POINT = "run"
 ENTRY_KEYWORDS = ("trial", "seed", "data_fraction", "holdout", "device")
 
 
+class TrialPruned(Exception):
+    """Raised by a script when the pruner stops a trial; the runner maps it onto Optuna's PRUNED state."""
+
+
 class ScriptContractError(ValueError):
     """The script does not follow the contract above; the message says which part."""
 
