@@ -122,9 +122,18 @@ class CodeChangeIntent(Model):
     """What the plan wants changed in the training script; the coder turns it into exact edits."""
 
     kind: CodeChangeKind
-    target: str = Field(description="hyperparameter, constant or layer the change is about")
+    target: str = Field(
+        description="set_default: the block's hyperparameter; the other structured kinds: the name of the "
+        "hyperparameter the change adds to the block"
+    )
     value: bool | int | float | str | None = None
     description: str = ""
+    location: str | None = Field(
+        default=None,
+        description="where in the script, when the coder cannot find it alone: add_dropout's layer "
+        "(`attr` called in forward, or `container.index`; default: before the output layer), "
+        "expose_constant's constant (`NAME`) or literal keyword argument (`function.keyword`)",
+    )
 
 
 class TokenUsage(Model):
