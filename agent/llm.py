@@ -257,7 +257,19 @@ def _as_text(message: AIMessage) -> str:
     return message.content if isinstance(message.content, str) else json.dumps(message.content)
 
 
-def _one_line(exc: BaseException) -> str:
+def _describe(exc: openai.APIError) -> str:
+    """What went wrong with a request, in words that point at the fix (address, key, model name)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return f"no answer within {TIMEOUT_S:g} s"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot connect ({_one_line(exc)}); is the server running at that address?"
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body.get("message") if isinstance(exc.body, dict) else None
+        return f"HTTP {exc.status_code}: {_one_line(body or exc)}"
+    return _one_line(exc)
+
+
+def _one_line(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -295,7 +307,7 @@ def ask(
             history.append(_json_only(schema))
             continue
         except openai.APIError as exc:
-            raise LLMCallError(f"{llm.spec} at {llm.where}: {type(exc).__name__}: {_one_line(exc)}") from None
+            raise LLMCallError(f"{llm.spec} at {llm.where}: {_describe(exc)}") from None
         attempts += 1
         usage = usage + llm.usage(raw)
         try:
