@@ -2,12 +2,14 @@
 
 Whoever drafts the plan, it meets the same rules (agent.plan_rules): a registered task, hyperparameters the
 task's script takes, valid ranges, budgets within the configured caps, and the metric and its direction taken
-from the task registry. The loop calls `make_plan`; the CLI and the report call `render_markdown`.
+from the task registry. The loop calls `make_plan` (and, with an LLM, `revise_plan` between rounds); the CLI
+and the report call `render_markdown`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,18 @@ import templates
 from agent import llm, offline_planner
 from agent.config import Settings
 from agent.plan_rules import PlanError, PlanInvalid, check_idea, check_plan
-from agent.schemas import ExperimentPlan, Model
+from agent.schemas import ExperimentPlan, Finding, Model
 from experiments import registry
 
-__all__ = ["PlanError", "PlanDraft", "make_plan", "render_markdown", "plan_context", "write_plan"]
+__all__ = [
+    "PlanError",
+    "PlanDraft",
+    "make_plan",
+    "revise_plan",
+    "render_markdown",
+    "plan_context",
+    "write_plan",
+]
 
 # What the planner fills in itself, so a model's text can never set it.
 _FORCED = ("idea", "metric", "datasets", "model", "planner", "usage")
@@ -53,23 +63,45 @@ def make_plan(idea: str, settings: Settings, task: str | None = None) -> Experim
             raise PlanError(
                 f"the offline planner drafted an invalid plan (a bug; please report it): {exc}"
             ) from None
-    return _llm_plan(text, settings, task)
+    return _ask_for_plan("prompts/plan.md.j2", text, settings, task)
 
 
-def _llm_plan(idea: str, settings: Settings, task: str | None) -> ExperimentPlan:
+def revise_plan(plan: ExperimentPlan, findings: Sequence[Finding], settings: Settings) -> ExperimentPlan:
+    """The next round's plan for the same task, drafted by the configured LLM from a round's findings.
+
+    Offline there is no model to ask (PlanError); the analyst's own rules revise plans there. The revised plan
+    meets the same rules as a first plan, and its usage adds this call's tokens to the plan's.
+    """
+    try:
+        offline = llm.is_offline(settings)
+    except llm.LLMError as exc:
+        raise PlanError(str(exc)) from None
+    if offline:
+        raise PlanError("revising a plan through an LLM needs --llm; offline, the analyst's rules revise it")
+    current = plan.model_dump_json(indent=1, exclude=set(_FORCED))  # as a PlanDraft, to edit
+    revised = _ask_for_plan(
+        "prompts/revise.md.j2", plan.idea, settings, plan.task, current=current, findings=list(findings)
+    )
+    return revised.model_copy(update={"usage": plan.usage + revised.usage})
+
+
+def _ask_for_plan(
+    template: str, idea: str, settings: Settings, task: str | None, **context: Any
+) -> ExperimentPlan:
+    """A plan from the configured LLM through `template`, checked by the plan rules, repaired or refused."""
     try:
         chat = llm.connect(settings)
     except llm.LLMError as exc:
         raise PlanError(str(exc)) from None
-    tasks = [registry.get(name) for name in ([task] if task else registry.names())]
     messages = llm.render_messages(
-        "prompts/plan.md.j2",
+        template,
         idea=idea,
         task=task,
-        tasks=tasks,
+        tasks=[registry.get(name) for name in ([task] if task else registry.names())],
         schema_name=PlanDraft.__name__,
         schema=llm.schema_json(PlanDraft),
         limits={"max_trials": settings.max_trials, "max_rounds": settings.max_rounds},
+        **context,
     )
 
     def finish(draft: Model) -> ExperimentPlan:

@@ -16,7 +16,7 @@ from agent import llm, planner
 from agent.cli import app
 from agent.config import Settings
 from agent.plan_rules import PlanError
-from agent.schemas import ExperimentPlan, Metric
+from agent.schemas import ExperimentPlan, Finding, Metric
 
 IDEA = "Does dropout help a small CNN on handwritten digits under a 30-trial budget?"
 MODEL = "openai-compatible:fake-model"
@@ -222,6 +222,37 @@ def test_ask_gives_a_validated_object_for_any_schema() -> None:
     assert "better: Input should be a valid boolean" in last_user_message(server.requests[1])
     assert "reason: Field required" in last_user_message(server.requests[1])
     assert "reason: too short to be a reason" in last_user_message(server.requests[2])
+
+
+def test_revise_plan_sends_plan_and_findings_and_keeps_the_task() -> None:
+    finding = Finding(
+        kind="edge",
+        param="learning_rate",
+        message="best values sit on the upper edge",
+        evidence={"best": 0.0098, "high": 0.01},
+    )
+    wider = answer(
+        search_space=[{"name": "learning_rate", "kind": "float", "low": 1e-3, "high": 1e-1, "log": True}]
+    )
+    with FakeOpenAI([tool(answer()), tool(answer(task="tabular-mlp")), tool(wider)]) as server:
+        first = planner.make_plan(IDEA, settings(server))
+        revised = planner.revise_plan(first, [finding], settings(server))
+    assert revised.task == "digits-cnn" and revised.idea == IDEA
+    assert revised.search_space[0].high == 1e-1
+    assert revised.usage.calls == 3  # the first plan's call and the revision's two
+    user = server.requests[1]["messages"][1]["content"]
+    assert '"best values sit on the upper edge"' in user and '"high": 0.01' in user
+    assert "## tabular-mlp" not in user  # only the plan's task is offered
+    shown = user[user.index("The plan of the round that finished:") :].split("\n", 1)[1]
+    current, _ = json.JSONDecoder().raw_decode(shown)
+    assert planner.PlanDraft.model_validate(current).task == "digits-cnn"  # editable as it is
+    assert "the task was fixed to 'digits-cnn', not 'tabular-mlp'" in last_user_message(server.requests[2])
+
+
+def test_revise_plan_offline_is_refused() -> None:
+    plan = planner.make_plan(IDEA, Settings())
+    with pytest.raises(PlanError, match="needs --llm"):
+        planner.revise_plan(plan, [], Settings())
 
 
 def test_cli_plans_through_an_openai_compatible_server(tmp_path: Path, monkeypatch) -> None:
