@@ -33,7 +33,11 @@ SPEC_ATTR = "research_loop"
 PATCH_FILE = "patch.diff"
 STORAGE_ENV = "RESEARCH_LOOP_STORAGE"
 POLL_S = 0.25
-HANG_GRACE_S = 30.0
+HANG_GRACE_S = 2.0
+HUNG = "hung past"
+REFUSED = 2  # a worker's exit code for "cannot run this study here": respawning it would not help
+REFUSAL_PREFIX = "worker refused: "
+LOST = f"worker lost: no heartbeat for {storages.GRACE_S} s"  # failed by Optuna, which leaves no reason
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -89,9 +93,16 @@ class Progress(BaseModel):
 
 
 def workspace_sha256(workspace: Path) -> str:
-    """Identifies the code a workspace runs: the hash of its patch (empty for an unpatched copy)."""
-    patch = workspace / PATCH_FILE
-    return hashlib.sha256(patch.read_bytes()).hexdigest() if patch.is_file() else ""
+    """Identifies the code a workspace runs: a hash over its Python files and its patch, by relative path.
+
+    Workers on other machines compare it with the study's, so a stale or different copy of the code is refused
+    instead of silently mixing two versions' trials in one study.
+    """
+    digest = hashlib.sha256()
+    files = [p for p in workspace.rglob("*") if p.suffix == ".py" or p.name == PATCH_FILE]
+    for path in sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(workspace).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def load_spec(study: optuna.Study) -> StudySpec:
@@ -119,23 +130,6 @@ def ensure_study(url: str, spec: StudySpec, tickets: list[Ticket]) -> optuna.Stu
     return study
 
 
-def retry(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Re-enqueue a trial whose worker died, as a fresh ticket with the same values (bounded retries)."""
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if len(history) > storages.MAX_RETRY:
-        return
-    fixed = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-    study.add_trial(
-        optuna.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs={"ticket": trial.user_attrs.get("ticket", {})},
-            system_attrs={"fixed_params": fixed, "retry_history": history, "failed_trial": trial.number},
-        )
-    )
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -146,34 +140,43 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def reap(study: optuna.Study, dead: dict[int, str]) -> int:
-    """Fail and retry RUNNING trials whose worker on this host is gone; return how many were reaped.
+def _local_pid(trial: FrozenTrial) -> int | None:
+    """The pid of the worker running a trial, when that worker runs on this host."""
+    owner_host, _, pid_text = trial.system_attrs.get("worker", "").rpartition(":")
+    return int(pid_text) if owner_host == socket.gethostname() and pid_text.isdigit() else None
 
-    `dead` maps the pids of workers this coordinator saw die to the reason. Trials of workers from an earlier,
-    killed coordinator are found by their pid no longer existing. Workers on other hosts are covered by RDB
-    heartbeats (Optuna's fail_stale_trials), which call the same `retry`.
+
+def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, again: bool) -> bool:
+    """Mark a RUNNING trial failed with a reason, and retry it when `again`; False if it had already ended."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "error", reason)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    if again:
+        storages.retry(study, storage.get_trial(trial._trial_id))
+    return True
+
+
+def reap(study: optuna.Study, dead: dict[int, str]) -> int:
+    """Fail and retry RUNNING trials whose worker is gone; return how many this call reaped.
+
+    `dead` maps the pids of workers this coordinator saw die to the reason. On a journal file, which only one
+    host can share, a trial of a worker from an earlier, killed coordinator is found by its pid no longer
+    existing. On an RDB storage that is left to heartbeats (workers anywhere, reaped after GRACE_S): a pid
+    means nothing on another machine, even one that shares this host name.
     """
-    host, count = socket.gethostname(), 0
-    if isinstance(study._storage, optuna.storages.RDBStorage):
-        count += len(optuna.storages.fail_stale_trials(study) or [])
+    rdb = isinstance(study._storage, optuna.storages.RDBStorage)
+    if rdb:
+        storages.fail_stale(study)
+    count = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.system_attrs.get("worker", "")
-        owner_host, _, pid_text = owner.rpartition(":")
-        if owner_host != host or not pid_text.isdigit():
-            continue
-        pid = int(pid_text)
-        if pid not in dead and _pid_alive(pid):
+        pid = _local_pid(trial)
+        if pid is None or (pid not in dead and (rdb or _pid_alive(pid))):
             continue
         reason = dead.get(pid, "worker process is gone")
-        storage = study._storage
-        try:
-            storage.set_trial_user_attr(trial._trial_id, "error", reason)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-            continue
-        if not reason.startswith("hung"):
-            retry(study, storage.get_trial(trial._trial_id))
-        count += 1
+        count += fail_trial(study, trial, reason, again=not reason.startswith(HUNG))
     return count
 
 
@@ -221,6 +224,12 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def hang_limit(spec: StudySpec) -> float:
+    """How long the coordinator lets a trial run before killing its worker: past the worker's own alarm, with
+    room for the worker to record the timeout itself."""
+    return spec.trial_timeout_s * 1.1 + HANG_GRACE_S
+
+
 def execute(
     url: str,
     study_name: str,
@@ -231,26 +240,30 @@ def execute(
 ) -> Progress:
     """Run worker processes until the study has no tickets left (or the time is up); return the last progress.
 
-    Dead workers are replaced while tickets remain; their trials are failed and retried. Interrupting this
-    function (Ctrl-C) stops the workers and leaves unrun tickets WAITING for `resume`.
+    Dead workers are replaced while tickets remain; their trials are failed and retried. A worker that refuses
+    to start (wrong code, unreadable script) stops the study with its reason instead of being respawned.
+    Interrupting this function (Ctrl-C) stops the workers and leaves unrun tickets WAITING for `resume`.
     """
     study = optuna.load_study(study_name=study_name, storage=storages.open_storage(url))
     spec = load_spec(study)
     total = sum("failed_trial" not in t.system_attrs for t in study.get_trials(deepcopy=False))
     log = workspace.parent / "workers.log"
+    log_start = log.stat().st_size if log.is_file() else 0
     started = time.monotonic()
     deadline = started + timeout_s if timeout_s else None
     procs: dict[int, subprocess.Popen] = {}
     dead: dict[int, str] = {}
     spawned, max_spawns = 0, workers + total
     running_since: dict[int, float] = {}
-    current = progress(study, total, started)
     try:
         while True:
             for pid, proc in list(procs.items()):
-                if proc.poll() is not None:
-                    dead.setdefault(pid, f"worker process died (exit code {proc.returncode})")
-                    del procs[pid]
+                if proc.poll() is None:
+                    continue
+                del procs[pid]
+                if proc.returncode == REFUSED:
+                    raise RunnerError(_refusal(log, log_start))
+                dead.setdefault(pid, f"worker process died ({_exit_reason(proc.returncode)})")
             reap(study, dead)
             current = progress(study, total, started)
             if on_progress:
@@ -267,12 +280,29 @@ def execute(
                     proc = _spawn(url, study_name, workspace, spawned, workers, log)
                     procs[proc.pid] = proc
                     spawned += 1
-            _stop_hung(study, procs, dead, spec.trial_timeout_s + HANG_GRACE_S, running_since)
+            _stop_hung(study, procs, dead, hang_limit(spec), running_since)
             time.sleep(POLL_S)
     finally:
         _stop(procs, dead)
         reap(study, dead)
     return progress(study, total, started)
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _refusal(log: Path, start: int) -> str:
+    """The refusing worker's own one-line reason, from what the workers logged since this study started."""
+    with log.open("rb") as f:
+        f.seek(start)
+        lines = f.read().decode(errors="replace").splitlines()
+    reasons = [line.removeprefix(REFUSAL_PREFIX) for line in lines if line.startswith(REFUSAL_PREFIX)]
+    return reasons[-1] if reasons else f"a worker refused to start; see {log}"
 
 
 def _stop_hung(
@@ -282,17 +312,20 @@ def _stop_hung(
     limit_s: float,
     since: dict[int, float],
 ) -> None:
-    """Kill a worker whose trial ignored its own time limit (a hang in native code)."""
+    """Kill a worker whose trial ignored its own time limit (a hang in native code), and fail a trial that no
+    worker ever claimed (its worker died between taking the ticket and naming itself)."""
     now = time.monotonic()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         since.setdefault(trial.number, now)
         if now - since[trial.number] < limit_s:
             continue
-        pid_text = trial.system_attrs.get("worker", "").rpartition(":")[2]
-        if pid_text.isdigit() and int(pid_text) in procs:
-            dead[int(pid_text)] = f"hung past the {limit_s:.0f} s time limit; worker killed"
+        pid = _local_pid(trial)
+        if pid in procs:
+            dead[pid] = f"{HUNG} the {limit_s:.0f} s time limit; worker killed"
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(pid_text), signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
+        elif "worker" not in trial.system_attrs:
+            fail_trial(study, trial, "taken by a worker that never started it", again=True)
 
 
 def _stop(procs: dict[int, subprocess.Popen], dead: dict[int, str]) -> None:
@@ -316,7 +349,7 @@ def to_record(trial: FrozenTrial) -> TrialRecord:
         intermediate=dict(trial.intermediate_values),
         seed=ticket.get("seed"),
         duration_s=duration,
-        error=trial.user_attrs.get("error"),
+        error=trial.user_attrs.get("error") or (LOST if trial.state == TrialState.FAIL else None),
         retry_of=trial.system_attrs.get("failed_trial"),
     )
 

@@ -28,11 +28,20 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from experiments import storage as storages
-from experiments.runner import STORAGE_ENV, StudySpec, Ticket, load_spec, workspace_sha256
+from experiments.runner import (
+    REFUSAL_PREFIX,
+    REFUSED,
+    STORAGE_ENV,
+    RunnerError,
+    StudySpec,
+    Ticket,
+    load_spec,
+    workspace_sha256,
+)
 from experiments.samplers import make_pruner, make_sampler
-from experiments.script import find_block, load_module
+from experiments.script import ScriptContractError, find_block, load_module
 from experiments.space import suggest
-from experiments.training import TrialPruned, torch_threads
+from experiments.training import TrialPruned, resolve_device, torch_threads
 
 PR_SET_PDEATHSIG = 1
 
@@ -43,6 +52,11 @@ class TrialTimeout(BaseException):
 
 class WorkerError(RuntimeError):
     pass
+
+
+# Why a worker cannot run a study on this machine at all; the coordinator stops instead of respawning it.
+# (KeyError: Optuna's "no such study".)
+REFUSALS = (WorkerError, RunnerError, ScriptContractError, storages.StorageUnavailable, KeyError, OSError)
 
 
 def die_with_parent() -> None:
@@ -71,6 +85,7 @@ def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
     if not isinstance(storage, optuna.storages.RDBStorage) or not storage.is_heartbeat_enabled():
         yield
         return
+    storage.record_heartbeat(trial_id)  # before the trial names its worker: a named trial always has a beat
     stop = threading.Event()
 
     def beat() -> None:
@@ -104,9 +119,9 @@ def run_trial(
     study: optuna.Study, trial: optuna.Trial, module: ModuleType, spec: StudySpec, defaults: dict
 ) -> None:
     storage = study._storage
-    storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
     ticket = Ticket.model_validate(trial.user_attrs.get("ticket", {}))
     with heartbeat(storage, trial._trial_id):
+        storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
             params = suggest(trial, spec.search_space)
             hparams = {**defaults, **ticket.hparams, **params}
@@ -121,14 +136,29 @@ def run_trial(
                 )
             value = _objective(metrics, spec.metric.name)
         except (TrialPruned, optuna.TrialPruned):
-            study.tell(trial, state=TrialState.PRUNED)
+            _finish(study, trial, state=TrialState.PRUNED)
             return
         except (Exception, TrialTimeout) as exc:
-            trial.set_user_attr("error", _describe(exc))
-            study.tell(trial, state=TrialState.FAIL)
+            _finish(study, trial, {"error": _describe(exc)}, state=TrialState.FAIL)
             return
-        trial.set_user_attr("metrics", {k: float(v) for k, v in metrics.items()})
-        study.tell(trial, value)
+        _finish(study, trial, {"metrics": {k: float(v) for k, v in metrics.items()}}, value)
+
+
+def _finish(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    attrs: dict[str, Any] | None = None,
+    value: float | None = None,
+    state: TrialState = TrialState.COMPLETE,
+) -> None:
+    """Record the outcome, unless the coordinator already failed the trial (it stopped beating, e.g. while
+    the storage was down): then the retry it enqueued is the trial's record, and this result is dropped."""
+    try:
+        for key, item in (attrs or {}).items():
+            trial.set_user_attr(key, item)
+        study.tell(trial, value, state=state, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
 
 
 def _objective(metrics: Any, name: str) -> float:
@@ -149,15 +179,33 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}{where}"
 
 
+def limit_memory(extra_mb: int) -> None:
+    """Cap the address space at what the worker holds now plus extra_mb, so a runaway trial gets a MemoryError
+    and fails alone, instead of the OOM killer taking the worker or a neighbour. Not on CUDA, whose driver
+    reserves far more address space than it uses."""
+    held = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = held + extra_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: int = 1) -> int:
-    """Run tickets until none are left or SIGTERM asks to stop; return how many trials this worker ran."""
-    storage = storages.open_storage(url)
+    """Run tickets until none are left or SIGTERM asks to stop; return how many trials this worker ran.
+
+    Raises WorkerError (and the other REFUSALS) when this study cannot run here at all.
+    """
+    storage = storages.open_storage(url, wait_s=storages.RECONNECT_S)
     study = optuna.load_study(study_name=study_name, storage=storage)
     spec = load_spec(study)
-    if spec.patch_sha256 and workspace_sha256(workspace) != spec.patch_sha256:
+    if not workspace.is_dir():
+        raise WorkerError(f"no workspace folder {workspace}; copy the run's folder to this machine")
+    code = workspace_sha256(workspace)
+    if spec.patch_sha256 and code != spec.patch_sha256:
         raise WorkerError(
-            f"workspace {workspace} holds a different patch than run study {study_name!r}; "
-            "copy the run's workspace folder to this machine"
+            f"workspace {workspace} holds different code (hash {code[:12]}) than study {study_name!r} runs "
+            f"({spec.patch_sha256[:12]}); copy the run's workspace folder to this machine"
         )
     script = workspace / spec.script
     study = optuna.load_study(
@@ -166,12 +214,16 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
         sampler=make_sampler(spec.sampler, spec.search_space, spec.budget, spec.seed + 1000 * index),
         pruner=make_pruner(spec.pruner),
     )
-    if spec.memory_limit_mb:
-        limit = spec.memory_limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     torch_threads(workers)
     defaults = find_block(script.read_text(), str(script)).defaults
-    module = load_module(script)
+    try:
+        module = load_module(script)
+    except ScriptContractError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise WorkerError(f"cannot import {script.name}: {_describe(exc)}") from exc
+    if spec.memory_limit_mb and resolve_device(spec.device).type != "cuda":
+        limit_memory(spec.memory_limit_mb)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     ran = 0
@@ -196,14 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.attached:
         die_with_parent()
     if not args.storage:
-        print(f"worker: no storage given (--storage or ${STORAGE_ENV})", file=sys.stderr)
-        return 2
+        print(f"{REFUSAL_PREFIX}no storage given (--storage or ${STORAGE_ENV})", file=sys.stderr)
+        return REFUSED
     started = time.monotonic()
     try:
         ran = serve(args.storage, args.study, args.workspace, args.index, args.workers)
-    except (WorkerError, storages.StorageUnavailable, KeyError) as exc:
-        print(f"worker: {exc}", file=sys.stderr)
-        return 2
+    except REFUSALS as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"{REFUSAL_PREFIX}{reason}", file=sys.stderr, flush=True)
+        return REFUSED
     print(f"worker {os.getpid()}: ran {ran} trials in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return 0
 
