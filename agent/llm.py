@@ -308,6 +308,12 @@ def ask(
             continue
         except openai.APIError as exc:
             raise LLMCallError(f"{llm.spec} at {llm.where}: {_describe(exc)}") from None
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
+            # what the client raises on a 200 reply that is not a chat completion (no choices, wrong shapes)
+            raise LLMCallError(
+                f"{llm.spec} at {llm.where}: the reply is not a chat completion ({type(exc).__name__}: "
+                f"{_one_line(exc)})"
+            ) from None
         attempts += 1
         usage = usage + llm.usage(raw)
         try:

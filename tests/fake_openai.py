@@ -21,7 +21,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    kind: str  # "tool" | "text" | "error"
+    kind: str  # "tool" | "text" | "raw" | "error"
     body: Any
     status: int = 200
     prompt_tokens: int = 100
@@ -36,6 +36,11 @@ def tool(arguments: dict[str, Any] | str, **usage: int) -> Reply:
 def text(content: str, **usage: int) -> Reply:
     """A plain assistant message."""
     return Reply("text", content, **usage)
+
+
+def raw(body: dict[str, Any]) -> Reply:
+    """This JSON body as it is, with status 200: for servers whose replies are malformed."""
+    return Reply("raw", body)
 
 
 def error(status: int, message: str) -> Reply:
@@ -75,6 +80,8 @@ class FakeOpenAI:
             reply = self.replies.pop(0)
         if reply.kind == "error":
             return reply.status, _error(reply.body)
+        if reply.kind == "raw":
+            return 200, reply.body
         message: dict[str, Any] = {"role": "assistant", "content": None}
         finish = "stop"
         if reply.kind == "tool":

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_openai import FakeOpenAI, error, text, tool
+from fake_openai import FakeOpenAI, error, raw, text, tool
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
@@ -187,6 +187,12 @@ def test_server_errors_become_one_line_plan_errors() -> None:
         planner.make_plan(IDEA, settings(server))
     message = str(caught.value)
     assert message == f"{MODEL} at {server.base_url}: HTTP 401: invalid api key"
+
+
+def test_malformed_server_reply_is_one_line_plan_error() -> None:
+    reply = raw({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []})
+    with FakeOpenAI([reply]) as server, pytest.raises(PlanError, match="the reply is not a chat completion"):
+        planner.make_plan(IDEA, settings(server))
 
 
 def test_unreachable_server_is_one_line_plan_error(monkeypatch: pytest.MonkeyPatch) -> None:
