@@ -98,7 +98,6 @@ class ChatLLM:
     chat: BaseChatModel
     where: str
     price: Price | None = None
-    tools: bool = True
 
     def usage(self, message: AIMessage) -> TokenUsage:
         meta = message.usage_metadata or {}
@@ -291,18 +290,15 @@ def ask(
     """
     history = list(messages)
     usage = TokenUsage()
-    mode: Literal["tools", "text"] = "tools" if llm.tools else "text"
-    if mode == "text":
-        history.append(_json_only(schema))
+    mode: Literal["tools", "text"] = "tools"
     attempts = 0
     while True:
         try:
             raw = _invoke(llm, history, schema, mode)
         except openai.BadRequestError as exc:
             if mode == "text":
-                raise LLMCallError(
-                    f"{llm.spec} at {llm.where} refused the request: {_one_line(exc)}"
-                ) from None
+                raise LLMCallError(f"{llm.spec} at {llm.where}: {_describe(exc)}") from None
+            # servers without tool calling (vLLM without auto tool choice, some Ollama models) refuse with 400
             mode = "text"
             history.append(_json_only(schema))
             continue

@@ -157,6 +157,14 @@ def test_server_without_tool_calling_gets_json_in_text() -> None:
     assert "Reply with exactly one JSON object that is a valid PlanDraft" in last_user_message(fallback)
 
 
+def test_request_refused_in_text_mode_too_is_one_line_plan_error() -> None:
+    replies = [error(400, "tools are not supported"), error(400, "prompt is longer than the context")]
+    with FakeOpenAI(replies) as server, pytest.raises(PlanError) as caught:
+        planner.make_plan(IDEA, settings(server))
+    assert str(caught.value) == f"{MODEL} at {server.base_url}: HTTP 400: prompt is longer than the context"
+    assert len(server.requests) == 2
+
+
 def test_text_answer_without_json_is_repaired() -> None:
     with FakeOpenAI([text("I think dropout helps."), tool(answer())]) as server:
         plan = planner.make_plan(IDEA, settings(server))
