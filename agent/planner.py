@@ -24,6 +24,7 @@ from experiments import registry
 
 __all__ = [
     "PlanError",
+    "check_idea",
     "PlanDraft",
     "make_plan",
     "revise_plan",
