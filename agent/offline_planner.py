@@ -114,7 +114,9 @@ def _search_space(
     text: str, spec: Task, low_resource: bool, notes: list[str]
 ) -> tuple[list[SearchParam], list[CodeChangeIntent]]:
     """The hyperparameters the idea is about (plus the learning rate), or the most important few."""
-    by_canonical = {priors.ALIASES.get(name, name): name for name in spec.defaults}
+    by_canonical: dict[str, list[str]] = {}
+    for name in spec.defaults:
+        by_canonical.setdefault(priors.ALIASES.get(name, name), []).append(name)
     named = [c for c, terms in priors.PARAM_TERMS.items() if matched(text, terms)]
     if matched(text, priors.COMPRESSION_TERMS):
         named += [c for c in priors.CAPACITY if c in by_canonical and c not in named]
@@ -126,7 +128,7 @@ def _search_space(
     chosen: list[str] = []
     for canonical in named:
         if canonical in by_canonical:
-            chosen.append(by_canonical[canonical])
+            chosen += by_canonical[canonical]
         elif canonical in priors.ADDABLE:
             changes.append(
                 CodeChangeIntent(
@@ -140,14 +142,15 @@ def _search_space(
             notes.append(
                 f"the idea mentions {canonical}, which {spec.name}'s script does not expose; left out"
             )
-    if chosen and "learning_rate" in by_canonical and by_canonical["learning_rate"] not in chosen:
-        chosen.append(by_canonical["learning_rate"])
+    rates = [n for n in by_canonical.get("learning_rate", []) if n not in chosen]
+    if chosen and rates:
+        chosen += rates
         notes.append(
             "the learning rate is searched alongside, because the best value of the rest depends on it"
         )
     if not chosen:
         limit = priors.LOW_RESOURCE_DIMS if low_resource else priors.DEFAULT_DIMS
-        ranked = [by_canonical[c] for c in priors.IMPORTANCE if c in by_canonical]
+        ranked = [n for c in priors.IMPORTANCE for n in by_canonical.get(c, [])]
         chosen = [n for n in ranked if _prior(spec, n) is not None][:limit]
         notes.append(
             f"the idea names no hyperparameter, so the plan searches the {len(chosen)} that usually matter "

@@ -172,6 +172,37 @@ def test_new_registry_task_is_matched_from_its_keywords_and_family_priors(
     assert (hidden.low, hidden.high, hidden.step) == (64, 256, 32)  # the lstm family's prior ("rnn" alias)
 
 
+def test_script_spellings_of_a_hyperparameter_are_all_searched_with_the_family_prior(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "bert.py"
+    script.write_text(
+        SCRIPT.replace("hidden_size = 64", "hidden_dropout = 0.1\nattention_dropout = 0.1").replace(
+            "learning_rate = 0.01", "learning_rate = 5e-5"
+        )
+    )
+    task = registry.Task(
+        name="text-bert",
+        description="BERT on reviews",
+        script=script,
+        data="reviews",
+        model="BERT",
+        family="bert",
+        metric=Metric(name="accuracy", direction="maximize"),
+        search_space=[],
+        keywords=("review",),
+    )
+    monkeypatch.setitem(registry.TASKS, task.name, task)
+    plan = offline("Does dropout help BERT on reviews?")
+    assert plan.task == "text-bert"
+    assert plan.code_changes == []
+    assert [(p.name, p.low, p.high, p.log) for p in plan.search_space] == [
+        ("hidden_dropout", 0.1, 0.5, False),
+        ("attention_dropout", 0.1, 0.5, False),
+        ("learning_rate", 1e-5, 5e-5, True),
+    ]
+
+
 def test_dropout_idea_on_a_script_without_dropout_plans_the_code_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
