@@ -198,10 +198,10 @@ class Loop:
         self.stage(f"round-{number}")
         phase, fraction, trials = round_shape(plan, number, self.rounds)
         studies = []
-        for sampler, count in allocate(plan.samplers, trials):
+        for sampler in plan.samplers:
             name = f"{self.info.run_id}-r{number}-{sampler}"
             cfg = self.config(
-                plan, sampler=sampler, pruner=pruner, trials=count, data_fraction=fraction, warm_start=warm
+                plan, sampler=sampler, pruner=pruner, trials=trials, data_fraction=fraction, warm_start=warm
             )
             tune(self.url, name, task, self.folder / "workspace", space, cfg, self.reporter(f"round-{number}"),
                  self.time_left())  # fmt: skip
@@ -272,8 +272,9 @@ def planned_rounds(plan: ExperimentPlan) -> int:
 
 
 def round_shape(plan: ExperimentPlan, number: int, rounds: int) -> tuple[str, float, int]:
-    """(phase name, data fraction, trials) of a round: an explore round on a subset first when the plan has
-    one and there is more than one round, then the rest of the budget on the full data, split evenly."""
+    """(phase name, data fraction, trials per strategy) of a round: an explore round on a subset first when
+    the plan has one and there is more than one round, then the rest of the budget on the full data, split
+    evenly. Every strategy gets the same trials, so their comparison is fair."""
     explore = next((p for p in plan.phases if p.name == "explore" and p.trials > 0), None)
     total = plan.budget.trials
     if explore is not None and rounds > 1:
@@ -282,13 +283,6 @@ def round_shape(plan: ExperimentPlan, number: int, rounds: int) -> tuple[str, fl
         rest, later = total - explore.trials, rounds - 1
         return "optimise", 1.0, rest // later + (1 if number - 1 <= rest % later else 0)
     return "optimise", 1.0, total // rounds + (1 if number <= total % rounds else 0)
-
-
-def allocate(samplers: list[str], trials: int) -> list[tuple[str, int]]:
-    """Split a round's trials across the strategies it compares; a strategy left with no trial is skipped."""
-    share, extra = divmod(trials, len(samplers))
-    counts = [(s, share + (1 if i < extra else 0)) for i, s in enumerate(samplers)]
-    return [(s, n) for s, n in counts if n > 0]
 
 
 def baseline_summary(runs_: list[TrialRecord]) -> tuple[float | None, float]:
@@ -304,8 +298,8 @@ def baseline_summary(runs_: list[TrialRecord]) -> tuple[float | None, float]:
 def _stop_reason(loop: Loop, plan: ExperimentPlan, results: list[RoundResult]) -> str | None:
     if loop.round >= loop.rounds:
         return f"all {loop.rounds} planned round(s) done"
-    if loop.trials_done >= plan.budget.trials:
-        return f"trial budget of {plan.budget.trials} used"
+    if loop.trials_done >= loop.budget:
+        return f"trial budget of {plan.budget.trials} per strategy used"
     left = loop.time_left()
     if left is not None and left <= 0:
         return "wall-clock budget used"
@@ -348,7 +342,7 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
     try:
         plan = loop.plan()
         task = loop.task(plan)
-        loop.budget, loop.rounds = plan.budget.trials, planned_rounds(plan)
+        loop.budget, loop.rounds = plan.budget.trials * len(plan.samplers), planned_rounds(plan)
         loop.patch(plan, task)
         baseline = loop.baseline(plan, task)
         space, pruner, warm = plan.search_space, plan.pruner, [task.defaults]

@@ -297,7 +297,9 @@ class RoundResult(Model):
     data_fraction: float = 1.0
     studies: list[StudyResult]
     findings: list[Finding] = Field(default_factory=list)
-    revision: list[str] = Field(default_factory=list, description="changes made to the plan for the next round")
+    revision: list[str] = Field(
+        default_factory=list, description="changes made to the plan for the next round"
+    )
 
 
 class RunResult(Model):
