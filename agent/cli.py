@@ -14,9 +14,10 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
 from rich.table import Table
 
-from agent import config, loop, planner, runs
+from agent import config, loop, planner, review, runs
 from agent.llm import errors_of
 from agent.loop import LoopEvent
 from agent.schemas import Comparison, RunInfo, StudyResult
@@ -469,6 +470,71 @@ def comparison_text(c: Comparison) -> str:
         f"{c.baseline_mean:.4f} ± {c.baseline_std:.4f} over {c.n_seeds} seeds: difference {c.difference:+.4f}"
         f"{ci}, p = {p}; the candidate is {verdict} the baseline"
     )
+
+
+def diff_view(diff: str) -> Syntax:
+    return Syntax(diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True)
+
+
+def refuse(exc: review.Refused) -> NoReturn:
+    """A refused decision: the conflicting diff first when there is one, then the one line that says why."""
+    if exc.conflict:
+        err.print(diff_view(exc.conflict))
+    fail(str(exc))
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    commit: Annotated[
+        bool, typer.Option("--commit", help="commit on a new branch research-loop/<run id>")
+    ] = False,
+) -> None:
+    """Apply a run's final patch (its code change with the best measured hyperparameters as the new defaults)
+    to the target script with git. Refuses, changing nothing, unless the file is tracked, clean, and as the run
+    found it."""
+    folder = find_run(config.load(), run_id)
+    try:
+        decision = review.approve(folder, commit=commit)
+    except review.Refused as exc:
+        refuse(exc)
+    where = f"committed {decision.commit} on branch {decision.branch}" if decision.commit else "not committed"
+    console.print(f"approved {decision.run_id}: {decision.target} changed ({where})", highlight=False)
+    console.print(decision.reason, highlight=False)
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    reason: Annotated[str, typer.Option(help="why the change is not wanted (kept in the ledger)")],
+) -> None:
+    """Record that a run's change is not wanted, and why; no code is touched."""
+    folder = find_run(config.load(), run_id)
+    try:
+        decision = review.reject(folder, reason)
+    except review.Refused as exc:
+        refuse(exc)
+    console.print(f"rejected {decision.run_id}: {decision.reason}", highlight=False)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+) -> None:
+    """Print a run's patch, highlighted, with its checks: the final one (what approve applies) once the study
+    finished, else the proposed one."""
+    folder = find_run(config.load(), run_id)
+    try:
+        record, patch = review.shown_patch(folder)
+    except review.Refused as exc:
+        refuse(exc)
+    stage = "final patch (what approve applies)" if record.final else "proposed patch (not yet measured)"
+    console.print(f"[bold]{stage}[/] for {escape(str(record.target))}", highlight=False)
+    console.print(escape(patch.rationale), highlight=False)
+    for check in patch.checks:
+        mark = "[green]passed[/]" if check.passed else "[red]FAILED[/]"
+        console.print(f"  {mark} {check.name}: {escape(check.detail)}", highlight=False)
+    console.print(diff_view(patch.diff) if patch.diff else "(no change to the script)")
 
 
 if __name__ == "__main__":
