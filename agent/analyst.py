@@ -225,7 +225,12 @@ def revise(
     by_name = {p.name: p for p in space}
     warm: list[dict[str, Any]] = [dict(best.params)] if best else []
     changes: list[str] = []
+    seen: set[tuple[str, str | None, str]] = set()
     for f in findings:
+        key = (f.kind, f.param, str(f.evidence.get("side", f.evidence.get("value", ""))))
+        if key in seen:  # the same finding from two strategies' studies acts once
+            continue
+        seen.add(key)
         if f.kind == "edge" and f.param in by_name:
             widened = _widen(by_name[f.param], f.evidence["side"])
             if widened != by_name[f.param]:

@@ -20,6 +20,7 @@ from agent.config import Settings
 from agent.schemas import (
     Cost,
     ExperimentPlan,
+    Phase,
     RoundResult,
     RunInfo,
     RunResult,
@@ -219,10 +220,12 @@ class Loop:
     def finalists(
         self, plan: ExperimentPlan, task: Task, rounds: list[RoundResult]
     ) -> list[list[TrialRecord]]:
-        """The best distinct configurations from full-data rounds, each re-run over the seeds with held-out
-        metrics. Selection among them uses validation only."""
+        """The best distinct configurations from full-data rounds (from every round if none used all the
+        data), each re-run on all the data over the seeds with held-out metrics. Selection among them uses
+        validation only."""
         self.stage("final")
-        pool = [t for r in rounds if r.data_fraction == 1.0 for s in r.studies for t in s.trials]
+        full = [r for r in rounds if r.data_fraction == 1.0] or rounds
+        pool = [t for r in full for s in r.studies for t in s.trials]
         chosen: list[TrialRecord] = []
         for trial in sorted(
             (t for t in pool if t.state == "COMPLETE" and t.value is not None),
@@ -263,7 +266,19 @@ def apply_overrides(plan: ExperimentPlan, options: LoopOptions, settings: Settin
             if v is not None
         }
     )
-    return plan.model_copy(update={"budget": budget})
+    phases = rescale(plan.phases, budget.trials) if options.trials else plan.phases
+    return plan.model_copy(update={"budget": budget, "phases": phases})
+
+
+def rescale(phases: list[Phase], trials: int) -> list[Phase]:
+    """The plan's phases with their trials scaled to a new budget, summing to it exactly."""
+    tuning = [p for p in phases if p.trials > 0]
+    old = sum(p.trials for p in tuning)
+    if not tuning or old == trials:
+        return phases
+    scaled = {id(p): int(p.trials * trials / old) for p in tuning[:-1]}
+    scaled[id(tuning[-1])] = trials - sum(scaled.values())
+    return [p.model_copy(update={"trials": scaled.get(id(p), p.trials)}) for p in phases]
 
 
 def planned_rounds(plan: ExperimentPlan) -> int:
