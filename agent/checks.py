@@ -77,7 +77,8 @@ def check_paths(s: Subject) -> CheckResult:
             return CheckResult(
                 name="paths", passed=False, detail=f"touches {name}, not a file of the task ({allowed})"
             )
-    return CheckResult(name="paths", passed=True, detail=f"touches only {', '.join(touched) or 'nothing'}")
+    detail = f"touches only {', '.join(touched)}" if touched else "touches no file"
+    return CheckResult(name="paths", passed=True, detail=detail)
 
 
 def check_applies(s: Subject) -> CheckResult:

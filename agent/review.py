@@ -24,6 +24,7 @@ from agent.schemas import CodePatch, Comparison, Decision, RunInfo
 LEDGER = "decisions.jsonl"
 RESULTS = "results.json"
 BRANCH_PREFIX = "research-loop/"
+APPROVABLE = ("awaiting_approval", "finished")
 PAST: dict[str, Literal["approved", "rejected"]] = {"approve": "approved", "reject": "rejected"}
 
 
@@ -143,6 +144,11 @@ def _work_tree(target: Path) -> Path:
 def approve(run_folder: Path, commit: bool = False) -> Decision:
     """Apply the run's final patch to its target with git (and commit it on a new branch with `commit`)."""
     info = _undecided(run_folder)
+    if info.status not in APPROVABLE:
+        raise Refused(
+            f"run {info.run_id} is {info.status} (stage {info.stage}); only a finished run, whose report "
+            f"a person can read, can be approved"
+        )
     try:
         record = load_record(run_folder)
     except PatchError as exc:

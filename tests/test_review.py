@@ -194,12 +194,19 @@ def test_approve_refuses_a_target_outside_git_or_untracked(tmp_path, repo):
     assert untracked.read_text() == SCRIPT
 
 
-def test_only_a_measured_patch_can_be_approved(tmp_path, repo):
+def test_only_a_measured_patch_of_a_finished_run_can_be_approved(tmp_path, repo):
     script = repo / "src" / "train.py"
     folder = make_run(tmp_path, script, finalize=False)
     with pytest.raises(review.Refused, match="has no final patch"):
         review.approve(folder)
     assert_undecided(folder, script, SCRIPT)
+    folder = make_run(tmp_path, script)
+    info = runs.load(folder)
+    info.status, info.stage = "failed", "report"
+    runs.save(folder, info)
+    with pytest.raises(review.Refused, match=r"is failed \(stage report\); only a finished run"):
+        review.approve(folder)
+    assert script.read_text() == SCRIPT and runs.load(folder).status == "failed"
 
 
 def test_a_run_is_decided_once(tmp_path, repo):
