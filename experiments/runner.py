@@ -159,7 +159,7 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str, again: bool
     return True
 
 
-def reap(study: optuna.Study, dead: dict[int, str]) -> int:
+def reap(study: optuna.Study, dead: dict[int, str], trials: list[FrozenTrial] | None = None) -> int:
     """Fail and retry RUNNING trials whose worker is gone; return how many this call reaped.
 
     `dead` maps the pids of workers this coordinator saw die to the reason. On a journal file, which only one
@@ -167,11 +167,11 @@ def reap(study: optuna.Study, dead: dict[int, str]) -> int:
     existing. On an RDB storage that is left to heartbeats (workers anywhere, reaped after GRACE_S): a pid
     means nothing on another machine, even one that shares this host name.
     """
-    rdb = isinstance(study._storage, optuna.storages.RDBStorage)
+    rdb = storages.is_shared(study._storage)
     if rdb:
         storages.fail_stale(study)
     count = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in _running(study, trials):
         pid = _local_pid(trial)
         if pid is None or (pid not in dead and (rdb or _pid_alive(pid))):
             continue
@@ -180,8 +180,16 @@ def reap(study: optuna.Study, dead: dict[int, str]) -> int:
     return count
 
 
-def progress(study: optuna.Study, total: int, started: float) -> Progress:
-    trials = study.get_trials(deepcopy=False)
+def _running(study: optuna.Study, trials: list[FrozenTrial] | None) -> list[FrozenTrial]:
+    if trials is None:
+        return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def progress(
+    study: optuna.Study, total: int, started: float, trials: list[FrozenTrial] | None = None
+) -> Progress:
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
     counts = dict.fromkeys(TrialState, 0)
     for t in trials:
@@ -264,8 +272,10 @@ def execute(
                 if proc.returncode == REFUSED:
                     raise RunnerError(_refusal(log, log_start))
                 dead.setdefault(pid, f"worker process died ({_exit_reason(proc.returncode)})")
-            reap(study, dead)
-            current = progress(study, total, started)
+            trials = study.get_trials(deepcopy=False)  # one read per poll: the coordinator should cost little
+            if reap(study, dead, trials):
+                trials = study.get_trials(deepcopy=False)
+            current = progress(study, total, started, trials)
             if on_progress:
                 on_progress(current)
             if current.waiting == 0 and current.running == 0:
@@ -280,7 +290,7 @@ def execute(
                     proc = _spawn(url, study_name, workspace, spawned, workers, log)
                     procs[proc.pid] = proc
                     spawned += 1
-            _stop_hung(study, procs, dead, hang_limit(spec), running_since)
+            _stop_hung(study, trials, procs, dead, hang_limit(spec), running_since)
             time.sleep(POLL_S)
     finally:
         _stop(procs, dead)
@@ -307,6 +317,7 @@ def _refusal(log: Path, start: int) -> str:
 
 def _stop_hung(
     study: optuna.Study,
+    trials: list[FrozenTrial],
     procs: dict[int, subprocess.Popen],
     dead: dict[int, str],
     limit_s: float,
@@ -315,7 +326,7 @@ def _stop_hung(
     """Kill a worker whose trial ignored its own time limit (a hang in native code), and fail a trial that no
     worker ever claimed (its worker died between taking the ticket and naming itself)."""
     now = time.monotonic()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in _running(study, trials):
         since.setdefault(trial.number, now)
         if now - since[trial.number] < limit_s:
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import inspect
 import os
 import re
 import time
@@ -118,12 +119,20 @@ def _patient(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-for _name in (
-    *(n for n in dir(BaseStorage) if not n.startswith("_") and n != "remove_session"),
-    "record_heartbeat",
-    "_get_stale_trial_ids",
-):
-    setattr(ResilientRDBStorage, _name, _patient(getattr(RDBStorage, _name)))
+def _opens_a_session(name: str, member: object) -> bool:
+    """RDBStorage's own entry points: each runs in a session of its own, so a retry starts clean. Helpers that
+    take a `session` run inside someone else's transaction and must not be retried alone."""
+    return (
+        inspect.isfunction(member)
+        and not name.startswith("__")
+        and name != "remove_session"
+        and "session" not in inspect.signature(member).parameters
+    )
+
+
+for _name, _member in list(vars(RDBStorage).items()):
+    if _opens_a_session(_name, _member):
+        setattr(ResilientRDBStorage, _name, _patient(_member))
 
 
 class FlockLock(BaseJournalFileLock):
@@ -195,6 +204,12 @@ def open_storage(url: str, wait_s: float = 0) -> BaseStorage:
         raise
     except Exception as exc:
         raise StorageUnavailable(f"cannot open storage {redact(url)}: {_reason(exc)}") from exc
+
+
+def is_shared(storage: BaseStorage) -> bool:
+    """An RDB storage (which many hosts may share, and whose workers send heartbeats), also when Optuna has
+    wrapped it in its trial cache, as every loaded study's storage is."""
+    return isinstance(storage, RDBStorage) or isinstance(getattr(storage, "_backend", None), RDBStorage)
 
 
 def fail_stale(study: optuna.Study) -> None:

@@ -82,7 +82,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 @contextlib.contextmanager
 def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
     """Record heartbeats for RDB storages, so other machines' coordinators can tell this trial is alive."""
-    if not isinstance(storage, optuna.storages.RDBStorage) or not storage.is_heartbeat_enabled():
+    if not storages.is_shared(storage):
         yield
         return
     storage.record_heartbeat(trial_id)  # before the trial names its worker: a named trial always has a beat
