@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments.script import load_module
+from experiments.script import find_block, load_module
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,10 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hparams", default="{}", help="JSON object of hyperparameters over the defaults")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    defaults = find_block(args.script.read_text(), str(args.script)).defaults
     module = load_module(args.script)
-    metrics = module.run(
-        json.loads(args.hparams), seed=0, data_fraction=args.data_fraction, device=args.device
-    )
+    # the full set, as a worker passes it: a script may read every hyperparameter from `hparams`
+    hparams = {**defaults, **json.loads(args.hparams)}
+    metrics = module.run(hparams, seed=0, data_fraction=args.data_fraction, device=args.device)
     if not isinstance(metrics, dict) or not metrics:
         raise TypeError(f"run() returned {type(metrics).__name__}, not a dict of metrics")
     values = {}

@@ -18,7 +18,7 @@ batch_size = 64
 dropout = 0.0
 weight_decay = 0.0
 channels = 8
-optimizer = "adam"
+optimizer = "adamw"
 # --- end hyperparameters ---
 HYPERPARAMETERS = block_defaults(__file__)
 
@@ -43,7 +43,11 @@ class DigitsCNN(nn.Module):
 def make_optimizer(params, name: str, lr: float, weight_decay: float):
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: choose adamw, adam or sgd")
 
 
 def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, device="auto"):
