@@ -21,7 +21,7 @@ from agent import config, loop, planner, review, runs
 from agent.llm import errors_of
 from agent.loop import LoopEvent
 from agent.schemas import Comparison, RunInfo, StudyResult
-from experiments import registry
+from experiments import registry, runner
 from experiments import storage as storages
 from experiments.runner import Progress as StudyProgress
 from experiments.runner import RunnerError
@@ -445,6 +445,62 @@ def resume(
         fail(f"{folder.name} already finished ({info.status}); see {folder / 'report.md'}")
     console.print(f"resuming {folder.name} from stage {info.stage}", highlight=False)
     drive_run(folder, settings)
+
+
+@app.command()
+def worker(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    storage: Annotated[
+        str | None,
+        typer.Option(help="the run's storage URL (or set RESEARCH_LOOP_STORAGE, which `ps` does not show)"),
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="work on this study only")] = None,
+    workers: Annotated[int, typer.Option(help="worker processes on this machine")] = 1,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the run's next study before leaving")] = 60,
+) -> None:
+    """Join a run from this machine: run the waiting trials of its studies in WORKERS processes.
+
+    Needs the project installed and a copy of the run folder, whose workspace holds the code the studies run;
+    a copy whose code differs from the study's is refused. Leaves when no study of the run has had trials
+    waiting for WAIT seconds.
+    """
+    if workers < 1:
+        fail("--workers must be at least 1")
+    if wait < 0:
+        fail("--wait must be zero or more seconds")
+    settings = config.load(storage=storage)
+    folder = find_run(settings, run_id)
+    info = runs.load(folder)
+    try:
+        url = loop.storage_url(folder, info, settings)
+    except loop.LoopError as exc:
+        fail(str(exc))
+    check_storage(url)
+    if study is not None and study not in storages.study_names(url):
+        fail(f"no study {study!r} in {storages.redact(url)}")
+    console.print(
+        f"joining {folder.name} on {storages.redact(url)} with {workers} worker(s)", highlight=False
+    )
+    prefix = f"{info.run_id}-"
+    try:
+        with study_progress() as update:
+            done = runner.join(
+                url,
+                folder,
+                info.run_id,
+                study,
+                workers,
+                wait,
+                lambda p: update(p.study.removeprefix(prefix), p),
+            )
+    except KeyboardInterrupt:
+        fail("interrupted; the trials this machine was running go back to the queue", code=130)
+    except RUN_ERRORS as exc:
+        fail(str(exc))
+    trials = sum(p.done for p in done)
+    console.print(
+        f"done: {len(done)} studies, {trials} trials finished or failed here or elsewhere", highlight=False
+    )
 
 
 def find_run(settings: config.Settings, run_id: str) -> Path:

@@ -370,6 +370,60 @@ def records(url: str, study_name: str) -> list[TrialRecord]:
     return [to_record(t) for t in study.get_trials(deepcopy=False)]
 
 
+def pending(url: str, run_id: str, study: str | None = None) -> list[str]:
+    """A run's studies (named `<run_id>-...`, or just `study`) that still have tickets waiting, oldest first."""
+    storage = storages.open_storage(url)
+    names = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        name = summary.study_name
+        if name == study if study else name.startswith(f"{run_id}-"):
+            study_id = storage.get_study_id_from_name(name)
+            if storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+                names.append(name)
+    return names
+
+
+def code_folder(run_folder: Path, url: str, study_name: str) -> Path:
+    """The folder of a run that holds the code a study runs: its script, with the study's code hash."""
+    spec = load_spec(optuna.load_study(study_name=study_name, storage=storages.open_storage(url)))
+    for folder in sorted(p for p in run_folder.iterdir() if (p / spec.script).is_file()):
+        if not spec.patch_sha256 or workspace_sha256(folder) == spec.patch_sha256:
+            return folder
+    raise RunnerError(
+        f"no folder in {run_folder} holds the code study {study_name!r} runs ({spec.script}, hash "
+        f"{spec.patch_sha256[:12]}); copy the run folder from the coordinator's machine again"
+    )
+
+
+def join(
+    url: str,
+    run_folder: Path,
+    run_id: str,
+    study: str | None = None,
+    workers: int = 1,
+    wait_s: float = 0,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> list[Progress]:
+    """Work on a run's studies from this machine: every one with tickets waiting (or just `study`), each in
+    the run's folder that holds its code, until none is left and none has appeared for wait_s seconds.
+
+    This is the coordinator's own loop (`execute`), so workers here are respawned, reaped and stopped when
+    hung just as on the machine that started the run.
+    """
+    done: list[Progress] = []
+    idle_since = time.monotonic()
+    while True:
+        names = pending(url, run_id, study)
+        for name in names:
+            done.append(execute(url, name, code_folder(run_folder, url, name), workers, on_progress))
+        if names:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= wait_s:
+            return done
+        else:
+            time.sleep(min(1.0, wait_s))
+
+
 def run_study(
     url: str,
     spec: StudySpec,

@@ -118,8 +118,8 @@ class Lab:
         self.fault_dir.mkdir(exist_ok=True)
         shutil.copy2(SCRIPT, self.workspace / SCRIPT.name)
 
-    def create(self, tickets_: list[Ticket], **spec: object) -> str:
-        name = f"faults-{uuid.uuid4().hex[:12]}"
+    def create(self, tickets_: list[Ticket], name: str | None = None, **spec: object) -> str:
+        name = name or f"faults-{uuid.uuid4().hex[:12]}"
         study_spec = StudySpec(
             name=name,
             script=SCRIPT.name,

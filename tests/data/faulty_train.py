@@ -72,4 +72,5 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
     hp = {"x": x, "fault": fault, "sleep_s": sleep_s, **(hparams or {})}
     FAULTS[hp["fault"]](seed)
     time.sleep(hp["sleep_s"])
-    return {"accuracy": 1.0 - (hp["x"] - 0.3) ** 2}
+    accuracy = 1.0 - (hp["x"] - 0.3) ** 2
+    return {"accuracy": accuracy, **({"test_accuracy": accuracy - 0.01 * (seed % 3)} if holdout else {})}
