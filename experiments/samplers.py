@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
@@ -21,6 +24,35 @@ def resolve_default(space: list[SearchParam], budget: int) -> str:
     """research-loop's own choice: GP on small all-numeric spaces, multivariate TPE otherwise."""
     numeric = all(p.kind != "categorical" for p in space)
     return "gp" if numeric and budget <= 64 else "tpe"
+
+
+def warm_start(space: list[SearchParam], configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fixed values of the first tickets: each configuration cut to the searched parameters and moved
+    into their ranges, duplicates dropped.
+
+    A script's default often lies outside the range searched around it (weight_decay = 0 on a log range):
+    it starts at the range's nearest end instead, because a value outside the distribution would reach the
+    model-based samplers as log(0). A categorical value the space lacks is left to the sampler.
+    """
+    fixed: list[dict[str, Any]] = []
+    for config in configs:
+        point = {p.name: _inside(p, config[p.name]) for p in space if p.name in config}
+        point = {k: v for k, v in point.items() if v is not None}
+        if point and point not in fixed:
+            fixed.append(point)
+    return fixed
+
+
+def _inside(param: SearchParam, value: Any) -> Any:
+    if param.kind == "categorical":
+        return value if param.contains(value) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    low, high = float(param.low), float(param.high)  # type: ignore[arg-type]
+    value = min(max(float(value), low), high)
+    if param.step:
+        value = min(low + param.step * round((value - low) / param.step), high)
+    return int(round(value)) if param.kind == "int" else value
 
 
 def make_sampler(name: str, space: list[SearchParam], budget: int, seed: int) -> BaseSampler:

@@ -18,6 +18,7 @@ from experiments import stats
 from experiments import storage as storages
 from experiments.registry import Task
 from experiments.runner import Progress, StudySpec, Ticket, records, run_study, workspace_sha256
+from experiments.samplers import warm_start
 from experiments.space import grid
 
 BASELINE_DIR = "baseline"
@@ -110,7 +111,7 @@ def tune(
     if cfg.sampler == "grid":
         fixed = grid(space, cfg.trials, cfg.seed)
     else:
-        fixed = [{k: v for k, v in w.items() if k in {p.name for p in space}} for w in cfg.warm_start]
+        fixed = warm_start(space, cfg.warm_start)
         fixed = fixed[: cfg.trials] + [{}] * max(0, cfg.trials - len(fixed))
     tickets = [Ticket(params=p, seed=cfg.seed, data_fraction=cfg.data_fraction) for p in fixed]
     spec = _spec(name, task, workspace, cfg, space, cfg.sampler, cfg.pruner)

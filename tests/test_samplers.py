@@ -1,0 +1,42 @@
+"""research-loop's default search strategy: the warm start from a script's defaults and the sampler it picks."""
+
+import optuna
+
+from agent.schemas import SearchParam
+from experiments.samplers import make_sampler, warm_start
+from experiments.space import suggest
+
+SPACE = [
+    SearchParam(name="learning_rate", kind="float", low=1e-4, high=1e-1, log=True),
+    SearchParam(name="weight_decay", kind="float", low=1e-6, high=1e-2, log=True),
+    SearchParam(name="hidden_size", kind="int", low=8, high=128, step=8),
+    SearchParam(name="activation", kind="categorical", choices=["relu", "tanh"]),
+]
+
+
+def test_warm_start_moves_defaults_into_the_searched_ranges():
+    defaults = {"learning_rate": 1e-3, "weight_decay": 0.0, "hidden_size": 30, "activation": "gelu", "epochs": 5}
+    assert warm_start(SPACE, [defaults]) == [{"learning_rate": 1e-3, "weight_decay": 1e-6, "hidden_size": 32}]
+
+
+def test_warm_start_drops_duplicates_and_configurations_with_nothing_searched():
+    first = {"learning_rate": 5.0, "activation": "tanh"}
+    assert warm_start(SPACE, [first, {"learning_rate": 0.1, "activation": "tanh"}, {"epochs": 3}]) == [
+        {"learning_rate": 0.1, "activation": "tanh"}
+    ]
+
+
+def test_default_strategy_runs_its_warm_start_first_then_searches_inside_the_space():
+    """A default of 0 on a log range must not reach the model-based sampler as log(0)."""
+    numeric = SPACE[:3]
+    sampler = make_sampler("default", numeric, budget=12, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    for params in warm_start(numeric, [{"learning_rate": 1e-3, "weight_decay": 0.0, "hidden_size": 32}]):
+        study.enqueue_trial(params)
+    for _ in range(12):
+        trial = study.ask()
+        params = suggest(trial, numeric)
+        study.tell(trial, (params["learning_rate"] - 0.01) ** 2 + params["weight_decay"])
+    first = study.trials[0].params
+    assert first == {"learning_rate": 1e-3, "weight_decay": 1e-6, "hidden_size": 32}
+    assert all(p.contains(t.params[p.name]) for t in study.trials for p in numeric)
