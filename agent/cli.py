@@ -148,7 +148,9 @@ def resolve_task(name: str, script: Path | None) -> registry.Task:
             fail(f"--script {script}: no such file")
         try:
             return registry.from_script(script)
-        except (ScriptContractError, OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:
+            fail(f"--script {script}: not a UTF-8 text file")
+        except (ScriptContractError, OSError) as exc:
             fail(str(exc))
     try:
         return registry.get(name)

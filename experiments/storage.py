@@ -175,10 +175,7 @@ def open_storage(url: str, wait_s: float = 0) -> BaseStorage:
     0 fails at once, for the checks before a run, where a wrong URL should be said right away.
     """
     if not is_rdb(url):
-        path = Path(url)
-        if not path.parent.is_dir():
-            raise StorageUnavailable(f"journal storage {url}: folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=FlockLock(str(path))))
+        return _open_journal(Path(url))
     if not url.startswith(RDB_SCHEMES):
         raise StorageUnavailable(
             f"unsupported storage URL {redact(url)!r}: use a journal file path, sqlite:///file.db "
@@ -206,6 +203,18 @@ def open_storage(url: str, wait_s: float = 0) -> BaseStorage:
         raise StorageUnavailable(f"cannot open storage {redact(url)}: {_reason(exc)}") from exc
 
 
+def _open_journal(path: Path) -> JournalStorage:
+    if not path.parent.is_dir():
+        raise StorageUnavailable(f"journal storage {path}: folder {path.parent} does not exist")
+    try:
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=FlockLock(str(path))))
+    except Exception as exc:  # Optuna replays the whole journal here; any failure means it cannot be read
+        raise StorageUnavailable(
+            f"journal storage {path} cannot be read ({type(exc).__name__}: {_reason(exc)}); "
+            "restore it from a backup or start a new run"
+        ) from exc
+
+
 def is_shared(storage: BaseStorage) -> bool:
     """An RDB storage (which many hosts may share, and whose workers send heartbeats), also when Optuna has
     wrapped it in its trial cache, as every loaded study's storage is."""
@@ -219,11 +228,16 @@ def fail_stale(study: optuna.Study) -> None:
 
 
 def check(url: str) -> None:
-    """Fail fast, before any run folder exists, when the storage cannot be reached."""
+    """Fail fast, before any run folder exists, when the storage cannot be reached or read.
+
+    A journal file that does not exist yet is not created here: a refused command leaves nothing behind.
+    """
     if is_rdb(url):
         storage = open_storage(url)
         if isinstance(storage, RDBStorage):
             storage.engine.dispose()
+    elif Path(url).exists() or not Path(url).parent.is_dir():
+        open_storage(url)
 
 
 def study_names(url: str) -> list[str]:
