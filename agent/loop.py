@@ -281,11 +281,6 @@ def rescale(phases: list[Phase], trials: int) -> list[Phase]:
     return [p.model_copy(update={"trials": scaled.get(id(p), p.trials)}) for p in phases]
 
 
-def planned_rounds(plan: ExperimentPlan) -> int:
-    tuning = [p for p in plan.phases if p.trials > 0]
-    return max(plan.budget.rounds if plan.budget.rounds > 1 else len(tuning), 1)
-
-
 def round_shape(plan: ExperimentPlan, number: int, rounds: int) -> tuple[str, float, int]:
     """(phase name, data fraction, trials per strategy) of a round: an explore round on a subset first when
     the plan has one and there is more than one round, then the rest of the budget on the full data, split
@@ -357,7 +352,7 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
     try:
         plan = loop.plan()
         task = loop.task(plan)
-        loop.budget, loop.rounds = plan.budget.trials * len(plan.samplers), planned_rounds(plan)
+        loop.budget, loop.rounds = plan.budget.trials * len(plan.samplers), plan.budget.rounds
         loop.patch(plan, task)
         baseline = loop.baseline(plan, task)
         space, pruner, warm = plan.search_space, plan.pruner, [task.defaults]

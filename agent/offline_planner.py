@@ -44,6 +44,9 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     samplers = _samplers(text, notes)
     pruner = _pruner(text, low_resource)
     budget = _budget(text, low_resource, settings, notes)
+    phases = _phases(budget, pruner, chosen)
+    # one round per tuning phase: explore on a subset, then optimise on all the data
+    budget = budget.model_copy(update={"rounds": sum(p.trials > 0 for p in phases)})
     return ExperimentPlan(
         title=_title(idea),
         idea=idea,
@@ -58,7 +61,7 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
         samplers=samplers,
         pruner=pruner,
         budget=budget,
-        phases=_phases(budget, pruner, chosen),
+        phases=phases,
         code_changes=changes,
         notes=notes,
         planner=PLANNER_NAME,
