@@ -1,0 +1,493 @@
+"""Everything a report shows, computed from a run folder before a single line is rendered.
+
+The report's templates only format what `collect` returns, so a test (or a reviewer's script) can check every
+number in `ReportData` without parsing markdown, and the conclusion is a computed value, not a sentence a
+template chose. Every number comes from results.json after `report_checks` has read it back against the run's
+Optuna storage.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from agent import runs
+from agent.config import Settings
+from agent.report_checks import (
+    ReportError,
+    check_direction,
+    check_selection,
+    identical_groups,
+    storage_url,
+    verify_storage,
+)
+from agent.report_sources import (
+    CodeChanges,
+    HyperparameterRow,
+    code_changes,
+    environment,
+    git_state,
+    hyperparameter_rows,
+    script_name,
+    target_path,
+)
+from agent.schemas import (
+    Comparison,
+    Cost,
+    ExperimentPlan,
+    Finding,
+    Metric,
+    Model,
+    RunInfo,
+    RunResult,
+    SearchParam,
+    StudyResult,
+    TrialRecord,
+)
+from agent.verdict import Verdict, better, errors, verdict
+from experiments import registry
+from experiments import storage as storages
+
+RESULTS_FILE = "results.json"
+PLAN_FILE = "plan.json"
+TOP_TRIALS = 5
+
+
+class SeedRow(Model):
+    """One seed of the paired comparison: both runs' held-out and validation values."""
+
+    seed: int
+    baseline: float | None = None
+    candidate: float | None = None
+    baseline_validation: float | None = None
+    candidate_validation: float | None = None
+
+    @property
+    def difference(self) -> float | None:
+        if self.baseline is None or self.candidate is None:
+            return None
+        return self.candidate - self.baseline
+
+
+class StrategyRow(Model):
+    """One search strategy's study: how many trials it ran and when it found its best."""
+
+    label: str
+    sampler: str
+    study: str
+    round: int | None = None
+    data_fraction: float = 1.0
+    trials: int
+    complete: int
+    pruned: int
+    failed: int
+    retried: int
+    best_value: float | None = None
+    best_trial: int | None = None
+    reached_at: int | None = Field(default=None, description="trials run until the best value first appeared")
+    values: list[float | None] = Field(default_factory=list, description="each trial's value, in order")
+    best_so_far: list[float | None] = Field(default_factory=list, description="after each trial, in order")
+    importances: dict[str, float] = Field(default_factory=dict)
+
+
+class TrialRow(Model):
+    strategy: str
+    number: int
+    value: float
+    params: dict[str, Any]
+    duration_s: float | None = None
+
+
+class IdenticalGroup(Model):
+    """Trials with different hyperparameters but the same metrics to many digits: flagged, not a finding."""
+
+    trials: list[str]
+    params: list[dict[str, Any]]
+    metrics: dict[str, float]
+
+
+class Reproducibility(Model):
+    command: str
+    seeds: list[int]
+    tuning_seed: int | None = None
+    data_fraction: float = 1.0
+    versions: dict[str, str]
+    versions_recorded: str
+    target: str | None = None
+    git: str
+    dataset: str
+    dataset_description: str
+    storage: str
+    studies: list[str]
+    verified: bool
+    verification: str
+
+
+class LLMUse(Model):
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class Plot(Model):
+    file: str
+    title: str
+
+
+class RoundNote(Model):
+    round: int
+    phase: str
+    data_fraction: float
+    findings: list[Finding] = Field(default_factory=list)
+    revision: list[str] = Field(default_factory=list)
+
+
+class ReportData(Model):
+    run_id: str
+    kind: str
+    status: str
+    created: datetime
+    title: str
+    idea: str | None = None
+    task: str
+    task_description: str = ""
+    metric: Metric
+    plan: ExperimentPlan | None = None
+    plan_defaults: dict[str, Any] = Field(default_factory=dict)
+    candidate: TrialRecord | None = None
+    candidate_strategy: str | None = None
+    comparison: Comparison | None = None
+    validation: Comparison | None = None
+    seeds: list[SeedRow] = Field(default_factory=list)
+    baseline_errors: list[str] = Field(default_factory=list)
+    final_errors: list[str] = Field(default_factory=list)
+    strategies: list[StrategyRow] = Field(default_factory=list)
+    search_space: list[SearchParam] = Field(default_factory=list)
+    top_trials: list[TrialRow] = Field(default_factory=list)
+    identical: list[IdenticalGroup] = Field(default_factory=list)
+    rounds: list[RoundNote] = Field(default_factory=list)
+    stop_reason: str = ""
+    hyperparameters: list[HyperparameterRow] = Field(default_factory=list)
+    code: CodeChanges
+    cost: Cost
+    llm: LLMUse = Field(default_factory=LLMUse)
+    repro: Reproducibility
+    verdict: Verdict
+    plots: list[Plot] = Field(default_factory=list)
+
+
+Results = StudyResult | RunResult
+
+
+def load_results(folder: Path, info: RunInfo) -> Results | None:
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        return None
+    kind = RunResult if info.kind == "run" else StudyResult
+    try:
+        return kind.model_validate_json(path.read_text())
+    except (ValidationError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is corrupted ({type(exc).__name__}); the run cannot be reported") from None
+
+
+def _plan(folder: Path, results: Results | None) -> ExperimentPlan | None:
+    if isinstance(results, RunResult):
+        return results.plan
+    path = folder / PLAN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return ExperimentPlan.model_validate_json(path.read_text())
+    except (ValidationError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is corrupted ({type(exc).__name__})") from None
+
+
+class _Studies(Model):
+    """A study run and a loop run, seen the same way: tuning studies by round, then the evaluations."""
+
+    studies: list[tuple[int | None, float, StudyResult]]
+    best: TrialRecord | None
+    best_strategy: str | None
+    baseline: list[TrialRecord]
+    final: list[TrialRecord]
+    comparison: Comparison | None
+    validation: Comparison | None
+    cost: Cost
+    metric: Metric
+    task: str
+    storage: str
+    stop_reason: str = ""
+
+
+def _normalise(results: Results) -> _Studies:
+    if isinstance(results, StudyResult):
+        return _Studies(
+            studies=[(None, 1.0, results)],
+            best=results.best,
+            best_strategy=results.sampler if results.best else None,
+            baseline=results.baseline,
+            final=results.final,
+            comparison=results.comparison,
+            validation=results.validation,
+            cost=results.cost,
+            metric=results.metric,
+            task=results.task,
+            storage=results.storage,
+        )
+    studies = [(r.round, r.data_fraction, s) for r in results.rounds for s in r.studies]
+    return _Studies(
+        studies=studies,
+        best=results.best,
+        best_strategy=results.best_strategy,
+        baseline=results.baseline,
+        final=results.final,
+        comparison=results.comparison,
+        validation=results.validation,
+        cost=results.cost,
+        metric=results.plan.metric,
+        task=results.plan.task,
+        storage=studies[0][2].storage if studies else "",
+        stop_reason=results.stop_reason,
+    )
+
+
+def _label(round_: int | None, fraction: float, sampler: str, rounds: int) -> str:
+    label = sampler if rounds <= 1 else f"round {round_} {sampler}"
+    return label if fraction >= 1 else f"{label} ({fraction:.0%} data)"
+
+
+def strategy_row(label: str, round_: int | None, fraction: float, study: StudyResult) -> StrategyRow:
+    ordered = sorted(study.trials, key=lambda t: t.number)
+    curve: list[float | None] = []
+    best: TrialRecord | None = None
+    reached = None
+    for position, trial in enumerate(ordered, 1):
+        finished = trial.state == "COMPLETE" and trial.value is not None
+        if finished and (best is None or better(trial.value, best.value, study.metric.direction)):  # type: ignore[arg-type]
+            best, reached = trial, position
+        curve.append(best.value if best else None)
+    counts = study.counts()
+    return StrategyRow(
+        label=label,
+        sampler=study.sampler,
+        study=study.study_name,
+        round=round_,
+        data_fraction=fraction,
+        trials=len(ordered),
+        complete=counts["COMPLETE"],
+        pruned=counts["PRUNED"],
+        failed=counts["FAIL"],
+        retried=sum(t.retry_of is not None for t in ordered),
+        best_value=best.value if best else None,
+        best_trial=best.number if best else None,
+        reached_at=reached,
+        values=[t.value if t.state == "COMPLETE" else None for t in ordered],
+        best_so_far=curve,
+        importances=study.importances,
+    )
+
+
+def _seed_rows(metric: str, baseline: list[TrialRecord], final: list[TrialRecord]) -> list[SeedRow]:
+    rows: dict[int, SeedRow] = {}
+    for role, records in (("baseline", baseline), ("candidate", final)):
+        for r in records:
+            if r.seed is None or r.state != "COMPLETE":
+                continue
+            row = rows.setdefault(r.seed, SeedRow(seed=r.seed))
+            setattr(row, role, r.metrics.get(f"test_{metric}"))
+            setattr(row, f"{role}_validation", r.metrics.get(metric))
+    return [rows[s] for s in sorted(rows)]
+
+
+def _identical(labelled: list[tuple[str, float, TrialRecord]]) -> list[IdenticalGroup]:
+    out = []
+    for fraction in sorted({f for _, f, _ in labelled}):
+        for group in identical_groups((label, t) for label, f, t in labelled if f == fraction):
+            out.append(
+                IdenticalGroup(
+                    trials=[f"{label} #{t.number}" for label, t in group],
+                    params=[t.params for _, t in group],
+                    metrics=group[0][1].metrics,
+                )
+            )
+    return out
+
+
+def _command(info: RunInfo) -> str:
+    return " ".join(storages.redact(part) for part in info.command) or "not recorded"
+
+
+def _failed_run(folder: Path, info: RunInfo) -> ReportData:
+    """A run that ended without results: the report says where and why, and nothing else."""
+    if info.status in ("created", "running"):
+        raise ReportError(
+            f"run {info.run_id} is still {info.status} (stage {info.stage}) and has no results yet; if its "
+            "process was killed, continue it with `research-loop resume`"
+        )
+    task = info.task or "unknown"
+    metric = (
+        registry.get(task).metric if task in registry.TASKS else Metric(name="unknown", direction="maximize")
+    )
+    reason = info.error or f"the run stopped at stage {info.stage} with status {info.status}"
+    versions, recorded = environment(folder)
+    return ReportData(
+        run_id=info.run_id,
+        kind=info.kind,
+        status=info.status,
+        created=info.created,
+        title=info.idea or f"{task} ({info.kind})",
+        idea=info.idea,
+        task=task,
+        metric=metric,
+        plan=_plan(folder, None),
+        code=code_changes(folder),
+        cost=Cost(),
+        repro=Reproducibility(
+            command=_command(info),
+            seeds=[],
+            versions=versions,
+            versions_recorded=recorded,
+            git="unknown",
+            dataset="unknown",
+            dataset_description="",
+            storage=storages.redact(info.storage),
+            studies=[],
+            verified=False,
+            verification="the run has no results.json to check against storage",
+        ),
+        verdict=Verdict(
+            outcome="failed",
+            summary=f"The run ended without results: {reason}.",
+            next_steps=["Fix the cause and start a new run, or `research-loop resume` an interrupted one."],
+        ),
+    )
+
+
+def collect(folder: Path, settings: Settings) -> ReportData:
+    """Read a run folder, check it (report_checks), and compute every section; raise ReportError if unfit."""
+    info = runs.load(folder)
+    results = load_results(folder, info)
+    if results is None:
+        return _failed_run(folder, info)
+    plan = _plan(folder, results)
+    view = _normalise(results)
+    tuning = [t for _, _, s in view.studies for t in s.trials]
+    check_direction(
+        view.task,
+        [
+            ("results.json", view.metric),
+            ("the plan", plan.metric if plan else None),
+            *((f"study {s.study_name}", s.metric) for _, _, s in view.studies),
+            *(
+                (f"the {c.split} comparison", Metric(name=c.metric, direction=c.direction))
+                for c in (view.comparison, view.validation)
+                if c is not None
+            ),
+        ],
+    )
+    check_selection(view.best, tuning, view.final, view.baseline)
+    url, where = storage_url(folder, view.storage or info.storage, settings)
+    if url is None:
+        studies, verification = [s.study_name for _, _, s in view.studies], f"not read back: {where}"
+    else:
+        evaluations = {"baseline": view.baseline, "final": view.final}
+        studies = verify_storage(url, info.run_id, folder, [s for _, _, s in view.studies], evaluations)
+        verification = f"every trial in results.json was read back from {where} and matches"
+    rounds = len({r for r, _, _ in view.studies})
+    strategies = [strategy_row(_label(r, f, s.sampler, rounds), r, f, s) for r, f, s in view.studies]
+    labelled = [
+        (row.label, f, t) for row, (_, f, s) in zip(strategies, view.studies, strict=True) for t in s.trials
+    ]
+    done = [
+        (label, t) for label, f, t in labelled if f >= 1 and t.state == "COMPLETE" and t.value is not None
+    ]
+    done.sort(key=lambda item: item[1].value, reverse=view.metric.direction == "maximize")  # type: ignore[arg-type,return-value]
+    code = code_changes(folder)
+    script = script_name(view.task, folder)
+    space = view.studies[0][2].search_space if view.studies else []
+    task = registry.get(view.task) if view.task in registry.TASKS else None
+    versions, recorded = environment(folder)
+    seeds = sorted({r.seed for r in view.baseline if r.seed is not None})
+    tuning_seeds = sorted({t.seed for t in tuning if t.seed is not None})
+    fractions = sorted({f for _, f, _ in view.studies}) or [1.0]
+    plan_usage = plan.usage if plan else None
+    return ReportData(
+        run_id=info.run_id,
+        kind=info.kind,
+        status=info.status,
+        created=info.created,
+        title=plan.title if plan else _study_title(view),
+        idea=plan.idea if plan else info.idea,
+        task=view.task,
+        task_description=task.description if task else "",
+        metric=view.metric,
+        plan=plan,
+        candidate=view.best,
+        candidate_strategy=view.best_strategy,
+        comparison=view.comparison,
+        validation=view.validation,
+        seeds=_seed_rows(view.metric.name, view.baseline, view.final),
+        baseline_errors=errors(view.baseline),
+        final_errors=errors(view.final),
+        strategies=strategies,
+        search_space=space,
+        top_trials=[
+            TrialRow(strategy=label, number=t.number, value=t.value, params=t.params, duration_s=t.duration_s)  # type: ignore[arg-type]
+            for label, t in done[:TOP_TRIALS]
+        ],
+        identical=_identical(labelled),
+        rounds=[
+            RoundNote(
+                round=r.round,
+                phase=r.phase,
+                data_fraction=r.data_fraction,
+                findings=r.findings,
+                revision=r.revision,
+            )
+            for r in (results.rounds if isinstance(results, RunResult) else [])
+        ],
+        stop_reason=view.stop_reason,
+        hyperparameters=hyperparameter_rows(folder, script, view.best, space),
+        code=code,
+        cost=view.cost,
+        llm=LLMUse(**plan_usage.model_dump()) if plan_usage else LLMUse(),
+        repro=Reproducibility(
+            command=_command(info),
+            seeds=seeds,
+            tuning_seed=tuning_seeds[0] if len(tuning_seeds) == 1 else None,
+            data_fraction=min(fractions),
+            versions=versions,
+            versions_recorded=recorded,
+            target=str(target_path(folder, view.task, code) or "unknown"),
+            git=git_state(target_path(folder, view.task, code)),
+            dataset=task.data
+            if task
+            else ", ".join(plan.datasets)
+            if plan and plan.datasets
+            else "as loaded by the script",
+            dataset_description=task.description if task else "",
+            storage=storages.redact(view.storage or info.storage),
+            studies=studies,
+            verified=url is not None,
+            verification=verification,
+        ),
+        verdict=verdict(
+            info.run_id,
+            tuning,
+            view.best,
+            view.baseline,
+            view.final,
+            view.comparison,
+            code.approvable,
+        ),
+    )
+
+
+def _study_title(view: _Studies) -> str:
+    samplers = ", ".join(sorted({s.sampler for _, _, s in view.studies})) or "no"
+    trials = sum(len(s.trials) for _, _, s in view.studies)
+    return f"{view.task}, {samplers} search over {trials} trials"

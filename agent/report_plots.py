@@ -1,0 +1,83 @@
+"""The report's figures, drawn from ReportData alone and saved as PNG files in the run folder.
+
+matplotlib's Agg backend draws without a display, so reports render the same on a server as on a laptop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from agent.report_data import Plot, ReportData  # noqa: E402
+
+BEST_SO_FAR = "best_so_far.png"
+IMPORTANCES = "importances.png"
+DPI = 110
+
+
+def draw(data: ReportData, folder: Path) -> list[Plot]:
+    """Every plot the data supports; a plot with nothing to show is left out (the report says why)."""
+    plots = []
+    if any(v is not None for row in data.strategies for v in row.best_so_far):
+        best_so_far(data, folder / BEST_SO_FAR)
+        plots.append(Plot(file=BEST_SO_FAR, title=f"Best validation {data.metric.name} so far per strategy"))
+    if any(informative(row.importances) for row in data.strategies):
+        importances(data, folder / IMPORTANCES)
+        plots.append(Plot(file=IMPORTANCES, title="Hyperparameter importances per strategy"))
+    return plots
+
+
+def best_so_far(data: ReportData, path: Path) -> None:
+    """Best value so far against trial number, one line per strategy, each trial's own value as a dot."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for row in data.strategies:
+        best = [(i, v) for i, v in enumerate(row.best_so_far, 1) if v is not None]
+        if not best:
+            continue
+        (line,) = ax.step(*zip(*best, strict=True), where="post", label=row.label)
+        own = [(i, v) for i, v in enumerate(row.values, 1) if v is not None]
+        ax.scatter(*zip(*own, strict=True), s=14, alpha=0.5, color=line.get_color())
+    baseline = [s.baseline_validation for s in data.seeds if s.baseline_validation is not None]
+    if baseline:
+        mean = sum(baseline) / len(baseline)
+        ax.axhline(mean, color="grey", linestyle="--", label="baseline (validation mean over seeds)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial number (in the order trials ran)")
+    ax.set_ylabel(f"validation {data.metric.name} ({data.metric.direction})")
+    ax.set_title(f"Best {data.metric.name} so far (line) and each trial (dots)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def informative(importances: dict[str, float]) -> bool:
+    """Importances say something only between two or more hyperparameters that the evaluator could tell
+    apart; with too few trials Optuna returns them all equal."""
+    return len(importances) > 1 and max(importances.values()) - min(importances.values()) > 1e-9
+
+
+def importances(data: ReportData, path: Path) -> None:
+    rows = [row for row in data.strategies if informative(row.importances)]
+    names = sorted({n for row in rows for n in row.importances})
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.35 * len(names) * len(rows)))
+    height = 0.8 / len(rows)
+    for k, row in enumerate(rows):
+        ys = [i + k * height for i in range(len(names))]
+        ax.barh(ys, [row.importances.get(n, 0.0) for n in names], height=height, label=row.label)
+    ax.set_yticks([i + height * (len(rows) - 1) / 2 for i in range(len(names))], names)
+    ax.set_xlabel("importance (share of the objective's variance explained)")
+    ax.set_title("Hyperparameter importances")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
