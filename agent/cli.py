@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.syntax import Syntax
 from rich.table import Table
 
-from agent import config, loop, planner, review, runs
+from agent import config, loop, planner, reporting, review, runs
 from agent.llm import errors_of
 from agent.loop import LoopEvent
 from agent.schemas import Comparison, RunInfo, StudyResult
@@ -242,7 +242,7 @@ def study(
     )
     info = RunInfo(
         run_id=runs.new_run_id(the_task.name),
-        command=["research-loop", *sys.argv[1:]],
+        command=["research-loop", *map(storages.redact, sys.argv[1:])],
         kind="study",
         task=the_task.name,
     )
@@ -262,6 +262,7 @@ def study(
     info.status, info.stage = "finished", "results"
     runs.save(folder, info)
     print_study_summary(result, folder)
+    print_report(folder, settings)
 
 
 def print_study_summary(result: StudyResult, folder: Path) -> None:
@@ -427,7 +428,7 @@ def run(
         idea=idea, task=task, script=script.resolve() if script else None, trials=trials, rounds=rounds,
         timeout_s=timeout, workers=workers, seeds=seeds, seed=seed, device=device_kind, device_name=device_name,
     )  # fmt: skip
-    folder = loop.start(options, settings, ["research-loop", *sys.argv[1:]])
+    folder = loop.start(options, settings, ["research-loop", *map(storages.redact, sys.argv[1:])])
     console.print(f"run folder: [bold]{folder}[/]", highlight=False)
     drive_run(folder, settings)
 
@@ -447,6 +448,50 @@ def resume(
         fail(f"{folder.name} already finished ({info.status}); see {folder / 'report.md'}")
     console.print(f"resuming {folder.name} from stage {info.stage}", highlight=False)
     drive_run(folder, settings)
+
+
+def print_report(folder: Path, settings: config.Settings) -> None:
+    """Render a run's report and say where it is and what it concluded; a report that fails a check is refused."""
+    try:
+        made = reporting.render(folder, settings)
+    except reporting.ReportError as exc:
+        fail(f"no report for {folder.name}: {exc}")
+    outcome = reporting.load_data(Path(made.data)).verdict
+    console.print(f"conclusion: [bold]{outcome.outcome}[/]  {escape(outcome.summary)}", highlight=False)
+    console.print(f"report: [bold]{made.markdown}[/]  (HTML: {made.html})", highlight=False)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    storage: Annotated[str | None, typer.Option(help="the run's storage URL, if it needs a password")] = None,
+) -> None:
+    """(Re)render a run's report from its stored trials: report.md, report.html, plots and report.json.
+
+    Every trial in results.json is read back from the run's Optuna storage first; a report that would not
+    match it, or whose candidate was selected on the held-out split, is refused.
+    """
+    settings = config.load(storage=storage)
+    print_report(find_run(settings, run_id), settings)
+
+
+@app.command("list")
+def list_runs() -> None:
+    """All runs under the reports directory: idea, status, metric, held-out gain, conclusion and decision."""
+    settings = config.load()
+    try:
+        rows = reporting.overview(settings.reports_dir)
+    except review.Refused as exc:
+        fail(str(exc))
+    if not rows:
+        console.print(f"no runs under {settings.reports_dir}", highlight=False)
+        return
+    table = Table(title=f"runs in {settings.reports_dir}")
+    for column in ("run", "idea / task", "status", "metric", "gain (held-out)", "conclusion", "decision"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(*map(escape, (r.run_id, r.idea, r.status, r.metric, r.gain, r.conclusion, r.decision)))
+    console.print(table)
 
 
 @app.command()
