@@ -51,7 +51,8 @@ def make_run(
     trials: int = 2,
     edits: tuple[tuple[str, str], ...] = (),
 ) -> Path:
-    """A real `study` run: baseline, tuning of the workspace script (edited first), final re-runs."""
+    """A real `study` run: baseline, tuning of the workspace script (edited first), final re-runs; two workers
+    with one torch thread each use two cores far better than one worker with two threads."""
     task = registry.get(task_name)
     info = RunInfo(
         run_id=runs.new_run_id(label), command=["research-loop", "study"], kind="study", task=task.name
@@ -62,7 +63,7 @@ def make_run(
     for old, new in edits:
         assert script.read_text().count(old) == 1
         script.write_text(script.read_text().replace(old, new))
-    cfg = TuningConfig(sampler="grid", pruner="none", trials=trials, seeds=seeds, workers=1, device="cpu")
+    cfg = TuningConfig(sampler="grid", pruner="none", trials=trials, seeds=seeds, workers=2, device="cpu")
     url = str(folder / "study.journal")
     result = tune_and_compare(url, info.run_id, folder, task, space, cfg)
     (folder / "results.json").write_text(result.model_dump_json(indent=2))
@@ -353,7 +354,7 @@ def test_study_command_renders_report_without_secrets(postgres_url: str, tmp_pat
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     url, password = with_password(postgres_url)
     args = ["study", "--task", "tabular-mlp", "--sampler", "random", "--pruner", "none", "--trials", "2",
-            "--seeds", "2", "--device", "cpu", "--storage", url]  # fmt: skip
+            "--seeds", "2", "--workers", "2", "--device", "cpu", "--storage", url]  # fmt: skip
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
     (folder,) = runs.all_folders(tmp_path)
