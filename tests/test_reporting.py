@@ -363,9 +363,16 @@ def test_study_command_renders_report_without_secrets(postgres_url: str, tmp_pat
     }
     assert data(folder).repro.verified
     assert redact(url) in markdown(folder) and "***" in redact(url)
+    blind = CliRunner().invoke(app, ["report", folder.name])
+    assert blind.exit_code == 0 and not data(folder).repro.verified
+    assert "**Not verified against storage:**" in markdown(folder) and "needs its password" in markdown(
+        folder
+    )
+    again = CliRunner().invoke(app, ["report", folder.name, "--storage", url])
+    assert again.exit_code == 0 and data(folder).repro.verified
     for path in folder.rglob("*"):
         if path.is_file():
             content = path.read_bytes()
             assert password.encode() not in content, path
             assert API_KEY.encode() not in content, path
-    assert password not in done.output
+    assert all(password not in r.output for r in (done, blind, again))
