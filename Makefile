@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/research-loop study --task digits-cnn --sampler tpe --pruner median --trials 20 --workers 2
+	$(BIN)/research-loop run "$(IDEA)" --workers 2
 
 test: setup
 	$(BIN)/ruff check .
