@@ -113,7 +113,7 @@ class Reproducibility(Model):
     command: str
     seeds: list[int]
     tuning_seed: int | None = None
-    data_fraction: float = 1.0
+    data_fractions: list[float] = Field(default_factory=lambda: [1.0], description="of the training split")
     versions: dict[str, str]
     versions_recorded: str
     target: str | None = None
@@ -445,7 +445,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
                 round=r.round,
                 phase=r.phase,
                 data_fraction=r.data_fraction,
-                findings=r.findings,
+                findings=list({(f.kind, f.message): f for f in r.findings}.values()),
                 revision=r.revision,
             )
             for r in (results.rounds if isinstance(results, RunResult) else [])
@@ -459,7 +459,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
             command=_command(info),
             seeds=seeds,
             tuning_seed=tuning_seeds[0] if len(tuning_seeds) == 1 else None,
-            data_fraction=min(fractions),
+            data_fractions=fractions,
             versions=versions,
             versions_recorded=recorded,
             target=str(target_path(folder, view.task, code) or "unknown"),

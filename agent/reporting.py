@@ -101,8 +101,6 @@ class RunRow(Model):
     """One line of `research-loop list`."""
 
     run_id: str
-    created: str
-    kind: str
     idea: str
     status: str
     metric: str
@@ -143,7 +141,7 @@ def _decision(decision: Decision | None, status: str) -> str:
     if decision is None:
         return status if status in ("approved", "rejected") else "pending"
     reason = f": {decision.reason}" if decision.reason else ""
-    return f"{decision.action}d {decision.at:%Y-%m-%d}{reason}"
+    return f"{decision.action.removesuffix('e')}ed {decision.at:%Y-%m-%d}{reason}"
 
 
 def overview(reports_dir: Path) -> list[RunRow]:
@@ -154,8 +152,8 @@ def overview(reports_dir: Path) -> list[RunRow]:
         try:
             info = runs.load(folder)
         except runs.CorruptRun:
-            rows.append(RunRow(run_id=folder.name, created="", kind="", idea="", status="corrupt run.json",
-                               metric="", gain="", conclusion="", decision=""))  # fmt: skip
+            rows.append(RunRow(run_id=folder.name, idea="", status="corrupt run.json", metric="", gain="",
+                               conclusion="", decision=""))  # fmt: skip
             continue
         metric, c = _comparison(folder, info)
         gain = ""
@@ -164,9 +162,7 @@ def overview(reports_dir: Path) -> list[RunRow]:
         rows.append(
             RunRow(
                 run_id=info.run_id,
-                created=f"{info.created:%Y-%m-%d %H:%M}",
-                kind=info.kind,
-                idea=info.idea or info.task or "",
+                idea=info.idea or f"{info.kind} of {info.task or 'a script'}",
                 status=info.status,
                 metric=metric,
                 gain=gain,
