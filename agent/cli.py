@@ -487,8 +487,8 @@ def list_runs() -> None:
         console.print(f"no runs under {settings.reports_dir}", highlight=False)
         return
     table = Table(title=f"runs in {settings.reports_dir}")
-    for column in ("run", "idea / task", "status", "metric", "gain (held-out)", "conclusion", "decision"):
-        table.add_column(column, overflow="fold")
+    for column in ("run", "idea", "status", "metric", "gain (held-out)", "conclusion", "decision"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("run", "status"))
     for r in rows:
         table.add_row(*map(escape, (r.run_id, r.idea, r.status, r.metric, r.gain, r.conclusion, r.decision)))
     console.print(table)
