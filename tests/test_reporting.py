@@ -14,6 +14,7 @@ import pytest
 from conftest import unavailable
 from typer.testing import CliRunner
 
+from agent import cli as cli_module
 from agent import planner, reporting, runs
 from agent.cli import app
 from agent.config import Settings
@@ -318,18 +319,25 @@ def test_html_report_opens_in_headless_chromium_with_headings_and_images(
     assert 'data-shown="2"' in dom
 
 
-def test_report_and_list_commands(improved: Path, worse: Path, reports: Path, monkeypatch) -> None:
+def test_report_and_list_commands(
+    improved: Path, worse: Path, unchanged: Path, reports: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(reports))
     cli = CliRunner()
+    assert cli.invoke(app, ["reject", unchanged.name, "--reason", "no gain"]).exit_code == 0
     (improved / "report.md").unlink()
     done = cli.invoke(app, ["report", improved.name[:-3]])
     assert done.exit_code == 0, done.output
     assert "conclusion: improved" in done.output and (improved / "report.md").is_file()
-    listed = cli.invoke(app, ["list"], env={"COLUMNS": "400"})
+    monkeypatch.setattr(cli_module.console, "width", 300)
+    listed = cli.invoke(app, ["list"])
     assert listed.exit_code == 0, listed.output
-    for folder, outcome in ((improved, "improved"), (worse, "worse")):
+    expected = [(improved, "improved", "pending"), (worse, "worse", "pending"),
+                (unchanged, "no significant change", "rejected ")]  # fmt: skip
+    for folder, outcome, decision in expected:
         line = next(line for line in listed.output.splitlines() if folder.name in line)
-        assert outcome in line and "accuracy (maximize)" in line and "pending" in line
+        assert outcome in line and "accuracy (maximize)" in line and decision in line
+    assert "no gain" in listed.output
     missing = cli.invoke(app, ["report", "no-such-run"])
     assert missing.exit_code == 2 and "no run 'no-such-run'" in missing.output
     assert "Traceback" not in missing.output
