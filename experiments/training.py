@@ -43,6 +43,26 @@ def autocast(device: torch.device) -> Any:
     return torch.autocast("cuda", dtype=dtype)
 
 
+def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 autocast, whose small gradients would underflow; a no-op for bf16 and the CPU."""
+    fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler("cuda", enabled=fp16)
+
+
+def classification_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Loss, accuracy and macro-averaged F1 of one split's logits; F1 is what a majority-class guess cannot
+    inflate on an unbalanced set."""
+    from sklearn.metrics import f1_score
+
+    logits, labels = logits.float().cpu(), labels.cpu()
+    predicted = logits.argmax(dim=1)
+    return {
+        "loss": torch.nn.functional.cross_entropy(logits, labels).item(),
+        "accuracy": (predicted == labels).float().mean().item(),
+        "f1_macro": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+    }
+
+
 def batches(
     n: int, batch_size: int, generator: torch.Generator, shuffle: bool = True
 ) -> Iterator[torch.Tensor]:
