@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from agent.config import Settings
-from agent.schemas import ExperimentPlan, Metric, StudyResult, TrialRecord
+from agent.schemas import Metric, StudyResult, TrialRecord
 from experiments import registry
 from experiments import storage as storages
 from experiments.runner import SPEC_ATTR, to_record, workspace_sha256
@@ -58,7 +58,7 @@ def storage_url(folder: Path, recorded: str, settings: Settings) -> tuple[str | 
 def _stored_studies(url: str, run_id: str) -> dict[str, optuna.Study]:
     try:
         storage = storages.open_storage(url)
-        names = [n for n in storages.study_names(url) if n.startswith(run_id)]
+        names = [n for n in optuna.study.get_all_study_names(storage) if n.startswith(run_id)]
     except storages.StorageUnavailable as exc:
         raise ReportError(f"cannot read the run's storage: {exc}") from None
     return {n: optuna.load_study(study_name=n, storage=storage) for n in names}
@@ -131,10 +131,6 @@ def check_direction(task: str, metrics: Iterable[tuple[str, Metric | None]]) -> 
                 f"{where} says {metric.name} should be {metric.direction}d, but task {task!r} defines "
                 f"{truth.name} ({truth.direction}); the report refuses a flipped metric"
             )
-
-
-def plan_metric(plan: ExperimentPlan | None) -> Metric | None:
-    return plan.metric if plan is not None else None
 
 
 def check_selection(

@@ -13,6 +13,12 @@ from pydantic import Field
 from agent.schemas import Comparison, Conclusion, Model, TrialRecord
 
 ALPHA = 0.05
+RULE = (
+    f"*improved* when the difference is in the metric's direction, significant (paired t-test p < {ALPHA:g}, "
+    "or a 95% interval that excludes 0) and larger than the noise floor; *worse* the same the other way; "
+    "*failed* when no tuning trial completed or the final or baseline runs all failed; otherwise "
+    "*no significant change*"
+)
 
 
 def fmt(value: float | None) -> str:
@@ -35,6 +41,7 @@ class Verdict(Model):
     summary: str
     evidence: list[str] = Field(default_factory=list)
     next_steps: list[str] = Field(default_factory=list)
+    rule: str = RULE
 
 
 def better(a: float, b: float, direction: str) -> bool:
