@@ -377,7 +377,7 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
             loop.stage("finalize")
             coder.finalize_patch(folder, run_result.best.params)
         loop.stage("report")
-        reporting.render(folder)
+        reporting.render(folder, settings)
     except KeyboardInterrupt:
         info.status, info.error = "interrupted", f"interrupted during {info.stage}"
         runs.save(folder, info)
