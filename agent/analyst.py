@@ -169,22 +169,26 @@ def gain_findings(result: StudyResult, baseline_value: float | None, noise_floor
 
 
 def identical_findings(result: StudyResult) -> list[Finding]:
-    """Different configurations with the same metric to many digits: a broken script, not a finding."""
-    groups: dict[float, set[str]] = {}
+    """Different configurations with every metric equal to many digits: a broken script, not a finding.
+
+    All metrics are compared, not just the objective: accuracy on a small split is discrete and often ties,
+    while a loss almost never does unless the hyperparameters had no effect.
+    """
+    groups: dict[tuple, set[str]] = {}
     for t in _finished(result.trials):
-        groups.setdefault(round(t.value, IDENTICAL_DIGITS), set()).add(repr(sorted(t.params.items())))  # type: ignore[arg-type]
-    out = []
-    for value, configs in groups.items():
-        if len(configs) >= 3:
-            out.append(
-                Finding(
-                    kind="identical_metrics",
-                    message=f"{len(configs)} different configurations scored exactly {value}: check that the "
-                    "script uses its hyperparameters",
-                    evidence={"value": value, "configurations": len(configs)},
-                )
-            )
-    return out
+        scores = t.metrics or {"value": t.value}
+        key = tuple(sorted((k, round(v, IDENTICAL_DIGITS)) for k, v in scores.items()))
+        groups.setdefault(key, set()).add(repr(sorted(t.params.items())))
+    return [
+        Finding(
+            kind="identical_metrics",
+            message=f"{len(configs)} different configurations scored exactly the same "
+            f"({', '.join(f'{k}={v:.6g}' for k, v in key)}): check that the script uses its hyperparameters",
+            evidence={"metrics": dict(key), "configurations": len(configs)},
+        )
+        for key, configs in groups.items()
+        if len(configs) >= 3
+    ]
 
 
 def analyse(result: StudyResult, baseline_value: float | None, noise_floor: float) -> list[Finding]:

@@ -208,7 +208,9 @@ class Loop:
                  self.time_left())  # fmt: skip
             studies.append(summarize(self.url, name, task, space, cfg))
             self.trials_done += len(studies[-1].trials)
-        findings = [f for s in studies for f in analyst.analyse(s, *baseline)]
+        # an explore round trains on a subset, so its scores are not comparable with the full-data baseline
+        reference = baseline if fraction == 1.0 else (None, baseline[1])
+        findings = [f for s in studies for f in analyst.analyse(s, *reference)]
         result = RoundResult(
             round=number, phase=phase, data_fraction=fraction, studies=studies, findings=findings
         )

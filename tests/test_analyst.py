@@ -81,3 +81,12 @@ def test_identical_metrics_for_different_configurations_are_flagged():
 def test_important_parameters_are_named_with_their_share():
     findings = analyst.importance_findings(study([], importances={"learning_rate": 0.7, "layers": 0.1}))
     assert [(f.param, f.evidence["importance"]) for f in findings] == [("learning_rate", 0.7)]
+
+
+def test_tied_accuracy_with_different_losses_is_not_flagged_as_identical():
+    trials = [
+        TrialRecord(number=i, state="COMPLETE", value=0.75, params={"learning_rate": lr},
+                    metrics={"accuracy": 0.75, "loss": loss})
+        for i, (lr, loss) in enumerate([(1e-4, 0.61), (1e-3, 0.52), (5e-3, 0.48)])
+    ]  # fmt: skip
+    assert analyst.identical_findings(study(trials)) == []
