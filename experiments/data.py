@@ -327,7 +327,10 @@ def _text_source(dataset: str) -> tuple[Labelled, dict[str, np.ndarray]]:
     if dataset == BUILTIN_TEXT:
         source = _rotten_tomatoes()
         return source, source.split((BUILTIN_TEXT_EVAL, BUILTIN_TEXT_EVAL))
-    source = _local_text(Path(dataset).expanduser(), dataset) if hub.is_local(dataset) else _hub_text(dataset)
+    local = (
+        hub.is_local(dataset) or Path(dataset).suffix.lower() in TABLE_SUFFIXES
+    )  # "data/train.csv", mistyped
+    source = _local_text(Path(dataset).expanduser(), dataset) if local else _hub_text(dataset)
     return source, source.split()
 
 

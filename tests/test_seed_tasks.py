@@ -121,6 +121,8 @@ def test_unreachable_hub_without_offline_switch_fails_fast(monkeypatch):
 def test_missing_local_file_names_the_path(tmp_path):
     with pytest.raises(DataUnavailable, match="no file or folder at"):
         data.check_available({"dataset": str(tmp_path / "absent.csv")})
+    with pytest.raises(DataUnavailable, match="no file or folder at"):
+        data.check_available({"dataset": "data/absent.jsonl"})
     with pytest.raises(DataUnavailable, match="has no config.json"):
         data.check_available({"model_name": str(tmp_path)})
 
