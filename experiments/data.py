@@ -327,9 +327,8 @@ def _text_source(dataset: str) -> tuple[Labelled, dict[str, np.ndarray]]:
     if dataset == BUILTIN_TEXT:
         source = _rotten_tomatoes()
         return source, source.split((BUILTIN_TEXT_EVAL, BUILTIN_TEXT_EVAL))
-    local = (
-        hub.is_local(dataset) or Path(dataset).suffix.lower() in TABLE_SUFFIXES
-    )  # "data/train.csv", mistyped
+    # A table name is a local path even when mistyped ("data/train.csv"): no hub set is named like a file.
+    local = hub.is_local(dataset) or Path(dataset).suffix.lower() in TABLE_SUFFIXES
     source = _local_text(Path(dataset).expanduser(), dataset) if local else _hub_text(dataset)
     return source, source.split()
 
