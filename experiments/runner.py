@@ -35,6 +35,7 @@ STORAGE_ENV = "RESEARCH_LOOP_STORAGE"
 POLL_S = 0.25
 HANG_GRACE_S = 2.0
 HUNG = "hung past"
+UNCLAIMED_S = 10.0
 REFUSED = 2  # a worker's exit code for "cannot run this study here": respawning it would not help
 REFUSAL_PREFIX = "worker refused: "
 LOST = f"worker lost: no heartbeat for {storages.GRACE_S} s"  # failed by Optuna, which leaves no reason
@@ -324,19 +325,20 @@ def _stop_hung(
     since: dict[int, float],
 ) -> None:
     """Kill a worker whose trial ignored its own time limit (a hang in native code), and fail a trial that no
-    worker ever claimed (its worker died between taking the ticket and naming itself)."""
+    worker claimed within UNCLAIMED_S: a worker names itself right after taking a ticket, so the ticket was
+    taken by a worker that died at once, or whose storage connection dropped as it took it."""
     now = time.monotonic()
     for trial in _running(study, trials):
-        since.setdefault(trial.number, now)
-        if now - since[trial.number] < limit_s:
+        age = now - since.setdefault(trial.number, now)
+        if "worker" not in trial.system_attrs:
+            if age >= UNCLAIMED_S:
+                fail_trial(study, trial, "taken by a worker that never started it", again=True)
             continue
         pid = _local_pid(trial)
-        if pid in procs:
+        if age >= limit_s and pid in procs:
             dead[pid] = f"{HUNG} the {limit_s:.0f} s time limit; worker killed"
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-        elif "worker" not in trial.system_attrs:
-            fail_trial(study, trial, "taken by a worker that never started it", again=True)
 
 
 def _stop(procs: dict[int, subprocess.Popen], dead: dict[int, str]) -> None:

@@ -82,13 +82,18 @@ def _reason(exc: BaseException) -> str:
 def transient(exc: BaseException) -> bool:
     """A refused or dropped connection (server restarting, network blip), not a wrong password or bad query."""
     cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+    if isinstance(cause, sqlalchemy.exc.PendingRollbackError):  # a transaction whose connection was dropped
+        return True
     if not isinstance(cause, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         return False
     return not any(s in str(cause).lower() for s in PERMANENT)
 
 
-def patiently(call: Callable[[], Any], url: str, wait_s: float) -> Any:
-    """Call, retrying transient storage errors with back-off for up to wait_s seconds."""
+def patiently(
+    call: Callable[[], Any], url: str, wait_s: float, reset: Callable[[], None] | None = None
+) -> Any:
+    """Call, retrying transient storage errors with back-off for up to wait_s seconds; `reset` runs before
+    each retry, to drop state the failure may have left broken."""
     deadline, delay = time.monotonic() + wait_s, 0.1
     while True:
         try:
@@ -96,6 +101,8 @@ def patiently(call: Callable[[], Any], url: str, wait_s: float) -> Any:
         except Exception as exc:
             if not transient(exc):
                 raise
+            if reset is not None:
+                reset()
             if time.monotonic() + delay > deadline:
                 waited = f" (retried for {wait_s:.0f} s)" if wait_s > 0 else ""
                 raise StorageUnavailable(
@@ -106,7 +113,11 @@ def patiently(call: Callable[[], Any], url: str, wait_s: float) -> Any:
 
 
 class ResilientRDBStorage(RDBStorage):
-    """Optuna's RDBStorage whose every call rides out a restarting server (see `patiently`)."""
+    """Optuna's RDBStorage whose every call rides out a restarting server (see `patiently`).
+
+    Before a retry the thread's session is thrown away: a connection dropped mid-transaction can leave it
+    refusing every later statement ("Can't reconnect until invalid transaction is rolled back").
+    """
 
     reconnect_s: float = RECONNECT_S
 
@@ -114,24 +125,22 @@ class ResilientRDBStorage(RDBStorage):
 def _patient(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return patiently(lambda: method(self, *args, **kwargs), self.url, self.reconnect_s)
+        return patiently(
+            lambda: method(self, *args, **kwargs), self.url, self.reconnect_s, self.remove_session
+        )
 
     return call
 
 
-def _opens_a_session(name: str, member: object) -> bool:
-    """RDBStorage's own entry points: each runs in a session of its own, so a retry starts clean. Helpers that
-    take a `session` run inside someone else's transaction and must not be retried alone."""
-    return (
-        inspect.isfunction(member)
-        and not name.startswith("__")
-        and name != "remove_session"
-        and "session" not in inspect.signature(member).parameters
-    )
+def _opens_a_session(member: object) -> bool:
+    """RDBStorage's methods that run in a session of their own, so a retry starts clean. The others either
+    delegate to these or work inside someone else's session, where a retry (which drops the thread's session)
+    would pull the session from under its owner."""
+    return inspect.isfunction(member) and "_create_scoped_session(" in inspect.getsource(member)
 
 
 for _name, _member in list(vars(RDBStorage).items()):
-    if _opens_a_session(_name, _member):
+    if _opens_a_session(_member):
         setattr(ResilientRDBStorage, _name, _patient(_member))
 
 

@@ -121,7 +121,10 @@ def run_trial(
     storage = study._storage
     ticket = Ticket.model_validate(trial.user_attrs.get("ticket", {}))
     with heartbeat(storage, trial._trial_id):
-        storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
+        try:
+            storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # failed as unclaimed while this worker was stalled; its retry is queued
         try:
             params = suggest(trial, spec.search_space)
             hparams = {**defaults, **ticket.hparams, **params}
