@@ -48,8 +48,10 @@ def is_rdb(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """A storage URL with any password removed, safe for reports, logs and study attributes."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """A storage URL with any password removed, safe for reports, logs and study attributes: the one in the
+    user part (up to the last @ before the path, as SQLAlchemy reads it) and a `password=` query parameter."""
+    url = re.sub(r"(://[^:/@]+):[^/]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def retry(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -103,12 +105,13 @@ def patiently(
                 raise
             if reset is not None:
                 reset()
-            if time.monotonic() + delay > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 waited = f" (retried for {wait_s:.0f} s)" if wait_s > 0 else ""
                 raise StorageUnavailable(
                     f"storage {redact(url)} unreachable{waited}: {_reason(exc)}"
                 ) from exc
-            time.sleep(delay)
+            time.sleep(min(delay, left))
             delay = min(2 * delay, 2.0)
 
 
