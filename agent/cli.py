@@ -21,7 +21,7 @@ from agent import config, loop, planner, reporting, review, runs
 from agent.llm import errors_of
 from agent.loop import LoopEvent
 from agent.schemas import Comparison, RunInfo, StudyResult
-from experiments import registry, runner
+from experiments import data, registry, runner
 from experiments import storage as storages
 from experiments.runner import Progress as StudyProgress
 from experiments.runner import RunnerError
@@ -158,6 +158,14 @@ def resolve_task(name: str, script: Path | None) -> registry.Task:
         fail(str(exc))
 
 
+def check_data(task: registry.Task) -> None:
+    """A registered task's hub data set or model, missing offline, refused before any run folder exists."""
+    try:
+        data.check_available(task.defaults)
+    except data.DataUnavailable as exc:
+        fail(str(exc))
+
+
 def check_storage(url: str | None) -> None:
     if url is None:
         return
@@ -224,6 +232,8 @@ def study(
         fail(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     settings = config.load(storage=storage, device=device)
     the_task = resolve_task(task, script)
+    if script is None:
+        check_data(the_task)
     check_storage(settings.storage)
     try:
         device_kind, device_name = describe_device(settings.device)

@@ -28,7 +28,7 @@ from agent.schemas import (
     StudyResult,
     TrialRecord,
 )
-from experiments import registry, stats
+from experiments import data, registry, stats
 from experiments import storage as storages
 from experiments.registry import Task
 from experiments.runner import Progress
@@ -175,6 +175,9 @@ class Loop:
 
     def baseline(self, plan: ExperimentPlan, task: Task) -> list[TrialRecord]:
         self.stage("baseline")
+        if self.options.script is None:
+            # a hub data set or model missing offline fails here, in one line, before any trial starts
+            data.check_available(task.defaults)
         return evaluate(
             self.url, f"{self.info.run_id}-baseline", task, self.folder / "baseline", {},
             self.config(plan), self.reporter("baseline"), "baseline",

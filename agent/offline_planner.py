@@ -98,10 +98,12 @@ def _prior(spec: Task, name: str) -> SearchParam | None:
     canonical = priors.ALIASES.get(name, name)
     family = priors.FAMILY_ALIASES.get(spec.family, spec.family)
     own = {p.name: p for p in spec.search_space}
+    # the task's own registered range first: it was chosen for the script's defaults (a 25-step offline
+    # fine-tune needs a larger learning rate than the family's full-data prior); family, then generic, next
     candidates = [
+        own.get(name),
         priors.FAMILY_PRIORS.get(family, {}).get(canonical),
         priors.GENERIC_PRIORS.get(canonical),
-        own.get(name),
     ]
     default = spec.defaults.get(name)
     for candidate in candidates:

@@ -90,14 +90,14 @@ def test_seed_ideas_without_a_task_plan_for_the_first_registered_task_and_say_so
         assert set(names(plan)) <= set(registry.get(first).defaults)
 
 
-def test_image_classification_idea_picks_an_image_task_with_cnn_priors() -> None:
+def test_image_classification_idea_picks_an_image_task_with_its_registered_ranges() -> None:
     plan = offline("Low-resource hyperparameter optimization using Bayesian methods for image classification")
     task = registry.get(plan.task)
     assert "image" in task.keywords
     assert plan.metric == task.metric
     assert plan.samplers == ["tpe", "gp", "random"]
     lr = next(p for p in plan.search_space if p.name == "learning_rate")
-    assert (lr.low, lr.high, lr.log) == (1e-4, 1e-2, True)
+    assert lr == next(p for p in task.search_space if p.name == "learning_rate")
     explore = plan.phases[0]
     assert explore.name == "explore" and explore.data_fraction < 1
 
@@ -193,7 +193,7 @@ def test_script_spellings_of_a_hyperparameter_are_all_searched_with_the_family_p
         keywords=("review",),
     )
     monkeypatch.setitem(registry.TASKS, task.name, task)
-    plan = offline("Does dropout help BERT on reviews?")
+    plan = offline("Does dropout help BERT on reviews?", task=task.name)
     assert plan.task == "text-bert"
     assert plan.code_changes == []
     assert [(p.name, p.low, p.high, p.log) for p in plan.search_space] == [
