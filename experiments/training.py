@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class TrialPruned(Exception):
-    """Raised by `report` when the pruner stops a trial; the runner maps it onto Optuna's PRUNED state."""
+from experiments.script import TrialPruned
 
 
 def seed_everything(seed: int) -> torch.Generator:
