@@ -538,6 +538,12 @@ def worker(
     console.print(
         f"joining {folder.name} on {storages.redact(url)} with {workers} worker(s)", highlight=False
     )
+    if not storages.is_rdb(url):
+        console.print(
+            "note: a journal file is shared only by processes on the machine that holds it; workers on other "
+            "machines need the run on PostgreSQL (--storage postgresql://...)",
+            highlight=False,
+        )
     prefix = f"{info.run_id}-"
     try:
         with study_progress() as update:
