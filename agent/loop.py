@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from agent import analyst, planner, runs
 from agent.config import Settings
@@ -345,12 +345,23 @@ def storage_url(folder: Path, info: RunInfo, settings: Settings) -> str:
     return str(folder / storages.JOURNAL_FILE)
 
 
+def load_options(folder: Path) -> LoopOptions:
+    """The options the run was started with; a missing or damaged file is a clear error, not a traceback."""
+    path = folder / OPTIONS_FILE
+    try:
+        return LoopOptions.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise LoopError(f"{path} is missing: this run folder cannot be resumed") from None
+    except (ValidationError, UnicodeDecodeError) as exc:
+        raise LoopError(f"{path} is corrupted ({type(exc).__name__}): this run folder cannot be resumed") from None
+
+
 def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> RunResult:
     """Run (or continue) a run folder's stages to the end; the same call serves `run` and `resume`."""
     from agent import coder, reporting
 
     info = runs.load(folder)
-    options = LoopOptions.model_validate_json((folder / OPTIONS_FILE).read_text())
+    options = load_options(folder)
     loop = Loop(folder, info, options, settings, storage_url(folder, info, settings))
     if on_event:
         loop.on_event = on_event
