@@ -60,7 +60,6 @@ class Case(Strict):
     llm: list[dict[str, Any]] = Field(default_factory=list, description="the scripted server's replies")
     setup: Setup = Field(default_factory=Setup)
     expect: Expect
-    known_defect: str = Field(default="", description="why the product does not handle it yet (an xfail)")
 
 
 class Outcome(BaseModel):

@@ -18,16 +18,7 @@ def test_the_corpus_covers_every_category_with_at_least_forty_cases():
     }  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            c, marks=[pytest.mark.xfail(strict=True, reason=c.known_defect)] if c.known_defect else []
-        )
-        for c in CASES
-    ],
-    ids=[c.id for c in CASES],
-)
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_handled(case, tmp_path):
     outcome = bad_inputs.play(case, tmp_path / "sandbox")
     assert outcome.problems() == []
