@@ -5,7 +5,6 @@ A task's metric direction lives here, never in model output: a plan or an LLM an
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ class UnknownTask(KeyError):
 
 
 class Task(BaseModel):
-    model_config = ConfigDict(frozen=True, ignored_types=(cached_property,))
+    model_config = ConfigDict(frozen=True)
 
     name: str
     description: str
@@ -35,9 +34,12 @@ class Task(BaseModel):
     search_space: list[SearchParam]
     keywords: tuple[str, ...] = ()
 
-    @cached_property
+    @property
     def defaults(self) -> dict[str, Any]:
-        """The defaults in the script's labelled block: the baseline's hyperparameters."""
+        """The defaults in the script's labelled block: the baseline's hyperparameters.
+
+        Read afresh each time (a parse of one small file), so a copied or re-pointed task can never answer with
+        another script's values."""
         return find_block(self.script.read_text(), str(self.script)).defaults
 
     @property

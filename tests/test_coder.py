@@ -135,7 +135,8 @@ def test_changed_optimizer_keeps_the_scripts_own_by_default_and_sgd_trains_diffe
     assert train(tmp_path, patched, "own") == train(tmp_path, original, "original")
     assert train(tmp_path, patched, "sgd", optimizer="sgd") != train(tmp_path, original, "again")
     with pytest.raises(
-        EditError, match=r"exactly one torch.optim optimizer; the script builds AdamW \(line \d+\), SGD"
+        EditError,
+        match=r"exactly one torch.optim optimizer; the script builds SGD \(line \d+\), Adam \(line \d+\), AdamW",
     ):
         change_optimizer(DIGITS.read_text(), "opt", "sgd")
 
