@@ -268,7 +268,7 @@ def study(
             )
 
     result = run_stage(folder, info, "study", work)
-    (folder / "results.json").write_text(result.model_dump_json(indent=2))
+    runs.write_atomic(folder / "results.json", result.model_dump_json(indent=2))
     info.status, info.stage = "finished", "results"
     runs.save(folder, info)
     print_study_summary(result, folder)

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent import llm as llms
+from agent import runs
 from agent.checks import PREFLIGHT_TIMEOUT_S, Preflight, Subject, UnsafePath, run_checks, safe_path
 from agent.config import Settings
 from agent.diffs import apply_file_edits, sha256, to_file_edits, unified_diff
@@ -250,9 +251,7 @@ def load_record(run_folder: Path) -> PatchRecord:
 
 
 def save_record(run_folder: Path, record: PatchRecord) -> None:
-    tmp = run_folder / (PATCH_JSON + ".tmp")
-    tmp.write_text(record.model_dump_json(indent=2))
-    tmp.replace(run_folder / PATCH_JSON)
+    runs.write_atomic(run_folder / PATCH_JSON, record.model_dump_json(indent=2))
 
 
 def finalize_patch(run_folder: Path, best_params: Mapping[str, Any]) -> CodePatch:

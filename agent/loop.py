@@ -219,7 +219,7 @@ class Loop:
         )
         result.revision = revise(result, space, pruner, task).changes
         path.parent.mkdir(exist_ok=True)
-        _write(path, result.model_dump_json(indent=2))
+        runs.write_atomic(path, result.model_dump_json(indent=2))
         return result
 
     def finalists(
@@ -353,7 +353,9 @@ def load_options(folder: Path) -> LoopOptions:
     except FileNotFoundError:
         raise LoopError(f"{path} is missing: this run folder cannot be resumed") from None
     except (ValidationError, UnicodeDecodeError) as exc:
-        raise LoopError(f"{path} is corrupted ({type(exc).__name__}): this run folder cannot be resumed") from None
+        raise LoopError(
+            f"{path} is corrupted ({type(exc).__name__}): this run folder cannot be resumed"
+        ) from None
 
 
 def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> RunResult:
@@ -388,7 +390,7 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
                 break
         finals = loop.finalists(plan, task, results)
         run_result = conclude(info.run_id, plan, task, results, baseline, finals, loop, stop or "")
-        _write(folder / RESULTS_FILE, run_result.model_dump_json(indent=2))
+        runs.write_atomic(folder / RESULTS_FILE, run_result.model_dump_json(indent=2))
         if run_result.best is not None:
             loop.stage("finalize")
             coder.finalize_patch(folder, run_result.best.params)
@@ -409,12 +411,6 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
 
 def _better(task: Task, a: float, b: float) -> float:
     return max(a, b) if task.metric.direction == "maximize" else min(a, b)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def conclude(
@@ -479,5 +475,5 @@ def start(options: LoopOptions, settings: Settings, command: list[str]) -> Path:
     info.storage = storages.redact(url)
     runs.save(folder, info)
     stored = options.model_copy(update={"storage": None})
-    _write(folder / OPTIONS_FILE, json.dumps(stored.model_dump(mode="json"), indent=2))
+    runs.write_atomic(folder / OPTIONS_FILE, json.dumps(stored.model_dump(mode="json"), indent=2))
     return folder

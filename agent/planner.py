@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import create_model
 
 import templates
-from agent import llm, offline_planner
+from agent import llm, offline_planner, runs
 from agent.config import Settings
 from agent.plan_rules import PlanError, PlanInvalid, check_idea, check_plan
 from agent.schemas import ExperimentPlan, Finding, Model
@@ -147,6 +147,4 @@ def write_plan(folder: Path, plan: ExperimentPlan) -> None:
         ("plan.json", json.dumps(plan.model_dump(mode="json"), indent=2) + "\n"),
         ("plan.md", render_markdown(plan)),
     ):
-        tmp = folder / (name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(folder / name)
+        runs.write_atomic(folder / name, text)

@@ -75,19 +75,13 @@ def to_html(data: ReportData, folder: Path) -> str:
     )
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def render(folder: Path, settings: Settings | None = None) -> Report:
     """Check and render a run's report into its folder; raise ReportError when it cannot be made honestly."""
     data = collect(folder, settings or config.load())
     data = data.model_copy(update={"plots": draw(data, folder)})
-    _write(folder / DATA, data.model_dump_json(indent=2))
-    _write(folder / MARKDOWN, to_markdown(data))
-    _write(folder / HTML, to_html(data, folder))
+    runs.write_atomic(folder / DATA, data.model_dump_json(indent=2))
+    runs.write_atomic(folder / MARKDOWN, to_markdown(data))
+    runs.write_atomic(folder / HTML, to_html(data, folder))
     return Report(
         run_id=data.run_id,
         markdown=str(folder / MARKDOWN),

@@ -43,11 +43,15 @@ def create(reports_dir: Path, info: RunInfo) -> Path:
     return folder
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write a run artifact whole or not at all: a kill mid-write never leaves it half-written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def save(folder: Path, info: RunInfo) -> None:
-    """Write run.json atomically, so a kill mid-write never leaves it half-written."""
-    tmp = folder / (RUN_FILE + ".tmp")
-    tmp.write_text(info.model_dump_json(indent=2))
-    tmp.replace(folder / RUN_FILE)
+    write_atomic(folder / RUN_FILE, info.model_dump_json(indent=2))
 
 
 def load(folder: Path) -> RunInfo:
