@@ -15,7 +15,13 @@ SPACE = [
 
 
 def test_warm_start_moves_defaults_into_the_searched_ranges():
-    defaults = {"learning_rate": 1e-3, "weight_decay": 0.0, "hidden_size": 30, "activation": "gelu", "epochs": 5}
+    defaults = {
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "hidden_size": 30,
+        "activation": "gelu",
+        "epochs": 5,
+    }
     assert warm_start(SPACE, [defaults]) == [{"learning_rate": 1e-3, "weight_decay": 1e-6, "hidden_size": 32}]
 
 
