@@ -318,6 +318,8 @@ class LiveView:
 
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(*exc)
+        if not console.is_terminal:  # a piped live view ends without its line break
+            console.line()
 
     def update(self, event: LoopEvent) -> None:
         if self.event is not None and event.stage != self.event.stage:
@@ -498,7 +500,7 @@ def list_runs() -> None:
         return
     table = Table(title=f"runs in {settings.reports_dir}")
     for column in ("run", "idea", "status", "metric", "gain (held-out)", "conclusion", "decision"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("run", "status"))
+        table.add_column(column, overflow="fold", no_wrap=column == "status")
     for r in rows:
         table.add_row(*map(escape, (r.run_id, r.idea, r.status, r.metric, r.gain, r.conclusion, r.decision)))
     console.print(table)
