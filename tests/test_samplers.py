@@ -46,3 +46,9 @@ def test_default_strategy_runs_its_warm_start_first_then_searches_inside_the_spa
     first = study.trials[0].params
     assert first == {"learning_rate": 1e-3, "weight_decay": 1e-6, "hidden_size": 32}
     assert all(p.contains(t.params[p.name]) for t in study.trials for p in numeric)
+
+
+def test_default_strategy_is_gp_up_to_64_trials_even_with_categoricals_and_grouped_tpe_beyond():
+    assert isinstance(make_sampler("default", SPACE, budget=64, seed=0), optuna.samplers.GPSampler)
+    larger = make_sampler("default", SPACE, budget=65, seed=0)
+    assert isinstance(larger, optuna.samplers.TPESampler) and larger._multivariate and larger._group
