@@ -20,7 +20,7 @@ from rich.table import Table
 from agent import config, loop, planner, reporting, review, runs
 from agent.llm import errors_of
 from agent.loop import LoopEvent
-from agent.schemas import Comparison, RunInfo, StudyResult
+from agent.schemas import RunInfo, StudyResult
 from experiments import data, registry, runner
 from experiments import storage as storages
 from experiments.runner import Progress as StudyProgress
@@ -295,8 +295,6 @@ def print_study_summary(result: StudyResult, folder: Path) -> None:
         console.print(
             f"baseline validation {metric}: {sum(base) / len(base):.4f} mean over {len(base)} seeds"
         )
-    if result.comparison is not None:
-        console.print(comparison_text(result.comparison))
     console.print(f"results: [bold]{folder / 'results.json'}[/]", highlight=False)
 
 
@@ -369,12 +367,9 @@ def drive_run(folder: Path, settings: config.Settings) -> None:
         fail(f"interrupted; continue with `research-loop resume {folder.name}`", code=130)
     except loop.LoopError as exc:
         fail(f"{exc} (run folder: {folder}; `research-loop resume {folder.name}` continues after a fix)")
-    report = folder / "report.md"
-    if result.comparison is not None:
-        console.print(comparison_text(result.comparison))
     if result.stop_reason:
         console.print(f"stopped: {result.stop_reason}", highlight=False)
-    console.print(f"report: [bold]{report}[/]", highlight=False)
+    print_conclusion(folder / reporting.DATA, folder / reporting.MARKDOWN, folder / reporting.HTML)
     console.print(
         f"review it, then:  research-loop approve {folder.name}   or   "
         f"research-loop reject {folder.name} --reason '...'",
@@ -468,9 +463,14 @@ def print_report(folder: Path, settings: config.Settings) -> None:
         made = reporting.render(folder, settings)
     except reporting.ReportError as exc:
         fail(f"no report for {folder.name}: {exc}")
-    outcome = reporting.load_data(Path(made.data)).verdict
+    print_conclusion(Path(made.data), made.markdown, made.html)
+
+
+def print_conclusion(data: Path, markdown: Path | str, html: Path | str | None) -> None:
+    """The report's computed conclusion, so the terminal never says something the report does not."""
+    outcome = reporting.load_data(data).verdict
     console.print(f"conclusion: [bold]{outcome.outcome}[/]  {escape(outcome.summary)}", highlight=False)
-    console.print(f"report: [bold]{made.markdown}[/]  (HTML: {made.html})", highlight=False)
+    console.print(f"report: [bold]{markdown}[/]  (HTML: {html})", highlight=False)
 
 
 @app.command()
@@ -575,22 +575,6 @@ def find_run(settings: config.Settings, run_id: str) -> Path:
     except (runs.RunNotFound, runs.CorruptRun) as exc:
         fail(str(exc))
     return folder
-
-
-def comparison_text(c: Comparison) -> str:
-    """The measured held-out comparison in words, including when the candidate does not beat the baseline."""
-    better = c.difference > 0 if c.direction == "maximize" else c.difference < 0
-    if c.direction == "maximize":
-        verdict = "above" if better else "not above"
-    else:
-        verdict = "below" if better else "not below"
-    p = "n/a" if c.p_value is None else f"{c.p_value:.3g}"
-    ci = "" if c.ci_low is None else f", 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
-    return (
-        f"held-out test {c.metric}: candidate {c.candidate_mean:.4f} ± {c.candidate_std:.4f} vs baseline "
-        f"{c.baseline_mean:.4f} ± {c.baseline_std:.4f} over {c.n_seeds} seeds: difference {c.difference:+.4f}"
-        f"{ci}, p = {p}; the candidate is {verdict} the baseline"
-    )
 
 
 def diff_view(diff: str) -> Syntax:
