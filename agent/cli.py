@@ -535,7 +535,7 @@ def worker(
     except loop.LoopError as exc:
         fail(str(exc))
     check_storage(url)
-    if study is not None and study not in storages.study_names(url):
+    if study is not None and study not in storages.study_names(storages.open_storage(url)):
         fail(f"no study {study!r} in {storages.redact(url)}")
     console.print(
         f"joining {folder.name} on {storages.redact(url)} with {workers} worker(s)", highlight=False

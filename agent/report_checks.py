@@ -58,7 +58,7 @@ def storage_url(folder: Path, recorded: str, settings: Settings) -> tuple[str | 
 def _stored_studies(url: str, run_id: str) -> dict[str, optuna.Study]:
     try:
         storage = storages.open_storage(url)
-        names = [n for n in optuna.study.get_all_study_names(storage) if n.startswith(run_id)]
+        names = [n for n in storages.study_names(storage) if n.startswith(run_id)]
     except storages.StorageUnavailable as exc:
         raise ReportError(f"cannot read the run's storage: {exc}") from None
     return {n: optuna.load_study(study_name=n, storage=storage) for n in names}

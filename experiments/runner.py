@@ -376,8 +376,7 @@ def pending(url: str, run_id: str, study: str | None = None) -> list[str]:
     """A run's studies (named `<run_id>-...`, or just `study`) that still have tickets waiting, oldest first."""
     storage = storages.open_storage(url)
     names = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        name = summary.study_name
+    for name in storages.study_names(storage):
         if name == study if study else name.startswith(f"{run_id}-"):
             study_id = storage.get_study_id_from_name(name)
             if storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
