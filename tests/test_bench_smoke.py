@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -57,7 +55,6 @@ def test_scaling_smoke_reports_speed_up_against_one_worker(tmp_path):
     assert re.search(r"^\| cpu \| 2 \| 4 \| [\d.]+ \| [\d.]+ \| \d\.\d\dx \|", text, re.M), text
 
 
-@pytest.mark.skipif(not (BENCH.parent / "Makefile").is_file(), reason="needs the repository's Makefile")
 def test_demo_time_smoke_runs_the_makefiles_demo_command(tmp_path):
     smoke("demo_time.py", tmp_path)
     text = (tmp_path / "demo_time.md").read_text()
