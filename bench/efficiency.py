@@ -22,6 +22,7 @@ in-process on in-memory storage: the worker processes are measured by overhead.p
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ SEEDS = 20
 QUICK_SEEDS = 5
 REFERENCE_DRAWS = 1001
 REFERENCE_SEED = 10_000
+REGRET_FLOOR = 1e-4  # the plot's log scale cannot show an exact 0
 OURS = "research-loop"
 TASKS = ("digits-cnn", "tabular-mlp")
 
@@ -284,28 +286,31 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = ["all", *dict.fromkeys(result["groups"])]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.8), squeeze=False)
-    for ax, group in zip(axes[0], groups, strict=True):
+    cols = 2
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 3.6 * rows), squeeze=False)
+    for ax, group in zip(axes.flat, groups, strict=False):
         mask = np.array([group in ("all", g) for g in result["groups"]])
         for n, curves in result["curves"].items():
-            y = curves[mask].mean(axis=(0, 1))
-            (line,) = ax.plot(np.arange(1, len(y) + 1), y, label=n)
+            y = np.maximum(curves[mask].mean(axis=(0, 1)), REGRET_FLOOR)
+            width = 2.4 if n == OURS else 1.3
+            (line,) = ax.plot(np.arange(1, len(y) + 1), y, label=n, linewidth=width)
             if n == OURS:
-                ax.scatter(
-                    result["budgets"],
-                    [result["regret"][n][b][mask].mean() for b in result["budgets"]],
-                    color=line.get_color(),
-                    zorder=3,
-                    s=18,
-                )
+                dots = [max(result["regret"][n][b][mask].mean(), REGRET_FLOOR) for b in result["budgets"]]
+                ax.scatter(result["budgets"], dots, color=line.get_color(), zorder=3, s=22)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("symlog", linthresh=1e-3)
-        ax.set_title(f"{group} ({int(mask.sum())} problems)")
+        ax.set_yscale("log")
+        ax.set_title(f"{group} ({int(mask.sum())} problems)", fontsize=10)
         ax.set_xlabel("trials")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mean normalized regret")
+        ax.set_ylabel("mean normalized regret")
+        ax.grid(alpha=0.3, which="both")
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.axis("off")
     axes[0][0].legend()
-    fig.suptitle(f"Best value so far; dots: {OURS} studies run at exactly that budget", fontsize=9)
+    fig.suptitle(
+        f"Best so far over {result['seeds']} seeds per problem; dots: {OURS} studies run with exactly that budget",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -9,10 +9,10 @@ Two sources, both offline:
   so this is their log scale), the encoding Optuna's own packages of these benchmarks use; categorical ones
   as categories. (Stated as raw ranges instead, e.g. width 16..1024, GPSampler's discrete acquisition search
   costs some 45 CPU seconds per 64-trial study, which would put the suite out of reach of a laptop.)
-- research-loop's own built-in tasks, trained once over a grid of their search space (see `build_task_table`)
-  and cached in bench/results/tables/. The samplers see the task's real search space, as research-loop runs
-  it; a suggested value is snapped to the nearest grid value (on the log scale where the range is
-  logarithmic), so every point of the range maps onto one measured configuration.
+- research-loop's own built-in tasks, trained once at every point of a grid over their search space (see
+  `build_task_table`; cached in bench/results/tables/) and searched on that grid in the same encoding.
+  (Searching the tasks' continuous ranges with values snapped to the grid would hand the samplers plateaus
+  the real tasks do not have, and punish the model-based ones for proposing the same cell twice.)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import numpy as np
 
 from agent.schemas import SearchParam
 from experiments import registry
+from experiments.samplers import warm_start
 from experiments.space import points
 
 TABLES_DIR = Path(__file__).parent / "results" / "tables"
@@ -56,16 +57,11 @@ class Problem:
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def index(self, params: dict[str, Any]) -> tuple[int, ...]:
-        """The grid cell a configuration falls into: the nearest grid value per parameter."""
-        cell = []
-        for p in self.space:
-            values, value = self.grid[p.name], params[p.name]
-            if p.kind == "categorical":
-                cell.append(values.index(value))
-                continue
-            scale = math.log if p.log else float
-            cell.append(int(np.argmin([abs(scale(v) - scale(value)) for v in values])))
-        return tuple(cell)
+        """The table cell of a configuration: numeric parameters are grid positions already."""
+        return tuple(
+            self.grid[p.name].index(params[p.name]) if p.kind == "categorical" else int(params[p.name])
+            for p in self.space
+        )
 
     def value(self, params: dict[str, Any]) -> float:
         return float(self.table[self.index(params)])
@@ -80,30 +76,51 @@ class Problem:
         return (self.optimum - value) / span if span else 0.0
 
 
-def _position(values: list[Any], value: float) -> int:
-    """The grid position nearest to `value`: on a log scale unless the grid is evenly spaced or starts at 0."""
-    steps = {round(b - a, 9) for a, b in itertools.pairwise(sorted(values))}
-    scale = math.log if min(values) > 0 and len(steps) > 1 else float
+def _position(values: list[Any], value: float, log: bool) -> int:
+    """The grid position nearest to `value`, on a log scale for a logarithmic grid."""
+    scale = math.log if log else float
     return int(np.argmin([abs(scale(v) - scale(value)) for v in values]))
+
+
+def _grid_problem(
+    name: str,
+    group: str,
+    direction: str,
+    values: dict[str, list[Any]],
+    log: dict[str, bool],
+    table: np.ndarray,
+    defaults: dict[str, Any],
+) -> Problem:
+    """A problem over a grid: categorical parameters keep their choices, numeric ones become positions."""
+    space, grid = [], {}
+    for param, choices in values.items():
+        if param in log:
+            grid[param] = list(range(len(choices)))
+            space.append(SearchParam(name=param, kind="int", low=0, high=len(choices) - 1))
+        else:
+            grid[param] = list(choices)
+            space.append(SearchParam(name=param, kind="categorical", choices=grid[param]))
+    positions = {
+        k: _position(values[k], v, log[k]) if k in log else v for k, v in defaults.items() if k in values
+    }
+    return Problem(name, group, space, direction, grid, table, positions)
 
 
 def _tabular(bench_cls: type, dataset: str, group: str, defaults: dict[str, Any]) -> Problem:
     bench = bench_cls(dataset)
-    metric, direction = bench._main_metric_name, bench.directions[bench._main_metric_name]
-    grid: dict[str, list[Any]] = {}
-    space = []
-    for name, values in bench.search_space.items():
-        if bench.param_types[name] is str:
-            grid[name] = list(values)
-            space.append(SearchParam(name=name, kind="categorical", choices=grid[name]))
-        else:
-            grid[name] = list(range(len(values)))
-            space.append(SearchParam(name=name, kind="int", low=0, high=len(values) - 1))
-    table = np.empty([len(v) for v in grid.values()])
+    metric = bench._main_metric_name
+    values = {k: list(v) for k, v in bench.search_space.items()}
+    # the benchmarks' numeric grids are geometric, except those that start at 0 or are evenly spaced
+    log = {
+        k: min(v) > 0 and len({round(b - a, 9) for a, b in itertools.pairwise(v)}) > 1
+        for k, v in values.items()
+        if bench.param_types[k] is not str
+    }
+    table = np.empty([len(v) for v in values.values()])
     for key, metrics in bench._dataset.items():
         table[tuple(int(c) for c in key)] = np.mean(metrics[metric])
-    positions = {k: _position(bench.search_space[k], v) for k, v in defaults.items()}
-    return Problem(f"{group}/{dataset}", group, space, direction, grid, table, positions)
+    direction = bench.directions[metric]
+    return _grid_problem(f"{group}/{dataset}", group, direction, values, log, table, defaults)
 
 
 def tabular_problems(limit: int | None = None) -> list[Problem]:
@@ -166,12 +183,14 @@ def build_task_table(task_name: str, processes: int, tables_dir: Path = TABLES_D
 
 
 def task_problem(task_name: str, tables_dir: Path = TABLES_DIR) -> Problem:
-    """A built-in task as a look-up problem: its own search space, its script's defaults as warm start."""
+    """A built-in task as a look-up problem over the grid its table was trained on; its script's defaults,
+    moved into the searched ranges as a tuning study does, are the warm start."""
     task = registry.get(task_name)
     stored = json.loads(table_path(task_name, tables_dir).read_text())
-    grid = task_grid(task.search_space)
-    if stored["grid"] != grid:
+    values = task_grid(task.search_space)
+    if stored["grid"] != values:
         raise ValueError(f"{table_path(task_name, tables_dir)} was built for another grid; rebuild it")
-    table = np.array(stored["values"]).mean(axis=1).reshape([len(v) for v in grid.values()])
-    defaults = {p.name: task.defaults[p.name] for p in task.search_space if p.name in task.defaults}
-    return Problem(task_name, "built-in", task.search_space, task.metric.direction, grid, table, defaults)
+    table = np.array(stored["values"]).mean(axis=1).reshape([len(v) for v in values.values()])
+    log = {p.name: p.log for p in task.search_space if p.kind != "categorical"}
+    (defaults,) = warm_start(task.search_space, [task.defaults])
+    return _grid_problem(task_name, "built-in", task.metric.direction, values, log, table, defaults)

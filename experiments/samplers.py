@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
 
 from agent.schemas import SearchParam
 
@@ -18,8 +21,8 @@ GP_MAX_TRIALS = 64
 
 
 def startup_trials(budget: int) -> int:
-    """Random trials before a model-based sampler takes over: a quarter of the budget, between 3 and 10."""
-    return max(3, min(10, budget // 4))
+    """Trials before a model-based sampler takes over: a quarter of the budget, between 4 and 10."""
+    return max(4, min(10, budget // 4))
 
 
 def resolve_default(space: list[SearchParam], budget: int) -> str:
@@ -60,17 +63,68 @@ def _inside(param: SearchParam, value: Any) -> Any:
     return int(round(value)) if param.kind == "int" else value
 
 
+@contextlib.contextmanager
+def _deliberate() -> Iterator[None]:
+    """Silence Optuna's "experimental" warning for features research-loop opts into on purpose (QMC, grouped
+    TPE): otherwise every worker's log repeats it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+class SobolStart(BaseSampler):
+    """Scrambled Sobol points for the first `startup` finished trials, then the model-based sampler.
+
+    A model-based sampler starts from random points; a low-discrepancy design covers the space more evenly
+    with the same few trials, which is what a small budget lives on (bench/results/efficiency.md). The phase is
+    fixed per trial when it starts, so one trial never mixes the two samplers.
+    """
+
+    def __init__(self, model: BaseSampler, startup: int, seed: int) -> None:
+        self.model = model
+        self.startup = startup
+        with _deliberate():
+            self.design = optuna.samplers.QMCSampler(
+                qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
+            )
+        self._phase: dict[int, BaseSampler] = {}
+
+    def _active(self, trial: FrozenTrial) -> BaseSampler:
+        return self._phase.get(trial.number, self.model)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        self._phase[trial.number] = self.design if finished < self.startup else self.model
+        self._active(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self._active(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict[str, Any]:
+        return self._active(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
+        return self._active(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+        self._phase.pop(trial.number, self.model).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.model.reseed_rng()
+        self.design.reseed_rng()
+
+
 def make_sampler(name: str, space: list[SearchParam], budget: int, seed: int) -> BaseSampler:
-    if name == "default":
-        name = resolve_default(space, budget)
     startup = startup_trials(budget)
+    if name == "default":
+        return SobolStart(make_sampler(resolve_default(space, budget), space, budget, seed), startup, seed)
     if name in ("random", "grid"):
         # grid points are enqueued as fixed trials; the sampler is never asked for them
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
-        with warnings.catch_warnings():
-            # `group` is experimental in Optuna 5; chosen deliberately, so no warning in every worker's log
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with _deliberate():
             return optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
             )

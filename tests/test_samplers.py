@@ -1,9 +1,12 @@
 """research-loop's default search strategy: the warm start from a script's defaults and the sampler it picks."""
 
+import math
+
 import optuna
+import pytest
 
 from agent.schemas import SearchParam
-from experiments.samplers import make_sampler, warm_start
+from experiments.samplers import SobolStart, make_sampler, startup_trials, warm_start
 from experiments.space import suggest
 
 SPACE = [
@@ -49,6 +52,25 @@ def test_default_strategy_runs_its_warm_start_first_then_searches_inside_the_spa
 
 
 def test_default_strategy_is_gp_up_to_64_trials_even_with_categoricals_and_grouped_tpe_beyond():
-    assert isinstance(make_sampler("default", SPACE, budget=64, seed=0), optuna.samplers.GPSampler)
-    larger = make_sampler("default", SPACE, budget=65, seed=0)
+    small = make_sampler("default", SPACE, budget=64, seed=0)
+    assert isinstance(small, SobolStart) and isinstance(small.model, optuna.samplers.GPSampler)
+    larger = make_sampler("default", SPACE, budget=65, seed=0).model
     assert isinstance(larger, optuna.samplers.TPESampler) and larger._multivariate and larger._group
+
+
+def _run(sampler, trials):
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(trials):
+        trial = study.ask()
+        params = suggest(trial, SPACE[:2])
+        study.tell(trial, (math.log10(params["learning_rate"]) + 2) ** 2)
+    return [t.params for t in study.trials]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_default_strategy_starts_from_a_sobol_design_then_hands_over_to_the_model():
+    startup = startup_trials(8)
+    ours = _run(make_sampler("default", SPACE[:2], budget=8, seed=3), startup + 2)
+    sobol = _run(optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=3), startup + 2)
+    assert ours[:startup] == sobol[:startup]
+    assert ours[startup:] != sobol[startup:]
