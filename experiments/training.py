@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import optuna
 import torch
 
 from experiments.script import TrialPruned
@@ -89,11 +90,14 @@ def evaluate(
 
 
 def report(trial: Any, value: float, step: int) -> None:
-    """Report an intermediate validation value; raise TrialPruned when the pruner says stop."""
+    """Report an intermediate validation value; raise TrialPruned when the pruner says stop.
+
+    A study without a pruner is not asked: asking reads the trial back from the storage, a query per epoch on
+    PostgreSQL (bench/results/overhead.md)."""
     if trial is None:
         return
     trial.report(value, step)
-    if trial.should_prune():
+    if not isinstance(trial.study.pruner, optuna.pruners.NopPruner) and trial.should_prune():
         raise TrialPruned(f"pruned at step {step} with value {value:.4f}")
 
 

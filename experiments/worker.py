@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -115,12 +116,47 @@ def pop_ticket(study: optuna.Study) -> optuna.Trial | None:
     return None
 
 
+class Recorder:
+    """Writes finished trials to the storage on a background thread, so the next ticket starts while the last
+    result is stored: each write is an fsync on a journal file and a few queries on PostgreSQL, and a trial
+    should not wait for them (bench/results/overhead.md).
+
+    One thread, so results are stored in the order trials finished. A write that failed is raised from the next
+    `record` or from `close`, so a storage that went away still stops the worker. A worker killed before a
+    write completes loses nothing: its trial is still RUNNING, and the coordinator fails it and queues a retry.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
+        self._last: Future | None = None
+
+    def record(self, write: Callable[[], None]) -> None:
+        self._raise_failure()
+        self._last = self._pool.submit(write)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._last is not None and self._last.done():
+            self._last.result()
+
+
 def run_trial(
-    study: optuna.Study, trial: optuna.Trial, module: ModuleType, spec: StudySpec, defaults: dict
+    study: optuna.Study,
+    trial: optuna.Trial,
+    module: ModuleType,
+    spec: StudySpec,
+    defaults: dict,
+    recorder: Recorder,
 ) -> None:
+    """Run one claimed ticket; its outcome is handed to `recorder`, with the heartbeat kept up until stored."""
     storage = study._storage
     ticket = Ticket.model_validate(trial.user_attrs.get("ticket", {}))
-    with heartbeat(storage, trial._trial_id):
+    alive = contextlib.ExitStack()
+    alive.enter_context(heartbeat(storage, trial._trial_id))
+    with alive:
         try:
             storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -138,26 +174,31 @@ def run_trial(
                     device=spec.device,
                 )
             value = _objective(metrics, spec.metric.name)
+            outcome: tuple[dict[str, Any], float | None, TrialState] = (
+                {"metrics": {k: float(v) for k, v in metrics.items()}},
+                value,
+                TrialState.COMPLETE,
+            )
         except (TrialPruned, optuna.TrialPruned):
-            _finish(study, trial, state=TrialState.PRUNED)
-            return
+            outcome = ({}, None, TrialState.PRUNED)
         except (Exception, TrialTimeout) as exc:
-            _finish(study, trial, {"error": _describe(exc)}, state=TrialState.FAIL)
-            return
-        _finish(study, trial, {"metrics": {k: float(v) for k, v in metrics.items()}}, value)
+            outcome = ({"error": _describe(exc)}, None, TrialState.FAIL)
+        beating = alive.pop_all()
+
+    def write() -> None:
+        with beating:
+            _finish(study, trial, *outcome)
+
+    recorder.record(write)
 
 
 def _finish(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    attrs: dict[str, Any] | None = None,
-    value: float | None = None,
-    state: TrialState = TrialState.COMPLETE,
+    study: optuna.Study, trial: optuna.Trial, attrs: dict[str, Any], value: float | None, state: TrialState
 ) -> None:
     """Record the outcome, unless the coordinator already failed the trial (it stopped beating, e.g. while
     the storage was down): then the retry it enqueued is the trial's record, and this result is dropped."""
     try:
-        for key, item in (attrs or {}).items():
+        for key, item in attrs.items():
             trial.set_user_attr(key, item)
         study.tell(trial, value, state=state, skip_if_finished=True)
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -230,12 +271,16 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     ran = 0
-    while not stopping.is_set():
-        trial = pop_ticket(study)
-        if trial is None:
-            break
-        run_trial(study, trial, module, spec, defaults)
-        ran += 1
+    recorder = Recorder()
+    try:
+        while not stopping.is_set():
+            trial = pop_ticket(study)
+            if trial is None:
+                break
+            run_trial(study, trial, module, spec, defaults, recorder)
+            ran += 1
+    finally:
+        recorder.close()
     return ran
 
 

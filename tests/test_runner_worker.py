@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from agent import runs
 from agent.cli import app
 from agent.schemas import RunInfo
-from experiments import runner
+from experiments import runner, worker
 from experiments import storage as storages
 
 
@@ -113,3 +113,18 @@ def test_the_worker_command_leaves_when_nothing_is_waiting_and_the_dashboard_rea
     assert result.exit_code == 0, result.output
     assert "done: 0 studies" in result.output
     assert _dashboard_studies(str(folder / storages.JOURNAL_FILE)) == ["r2-baseline"]
+
+
+def test_the_recorder_stores_results_in_order_and_raises_a_failed_write():
+    stored: list[int] = []
+    recorder = worker.Recorder()
+    for i in range(20):
+        recorder.record(lambda i=i: stored.append(i))
+
+    def storage_gone() -> None:
+        raise storages.StorageUnavailable("database went away")
+
+    recorder.record(storage_gone)
+    with pytest.raises(storages.StorageUnavailable, match="went away"):
+        recorder.close()
+    assert stored == list(range(20))

@@ -6,7 +6,9 @@ import optuna
 import pytest
 
 from agent.schemas import SearchParam
-from experiments.samplers import SobolStart, make_sampler, startup_trials, warm_start
+from experiments import training
+from experiments.samplers import SobolStart, make_pruner, make_sampler, startup_trials, warm_start
+from experiments.script import TrialPruned
 from experiments.space import suggest
 
 SPACE = [
@@ -74,3 +76,20 @@ def test_default_strategy_starts_from_a_sobol_design_then_hands_over_to_the_mode
     sobol = _run(optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=3), startup + 2)
     assert ours[:startup] == sobol[:startup]
     assert ours[startup:] != sobol[startup:]
+
+
+@pytest.mark.parametrize(("pruner", "stops"), [("median", True), ("none", False)])
+def test_training_report_stops_a_trial_only_when_the_study_has_a_pruner(pruner, stops):
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(pruner))
+    for value in (0.9, 0.8, 0.85):
+        trial = study.ask()
+        training.report(trial, value, 0)
+        training.report(trial, value, 1)
+        study.tell(trial, value)
+    trial = study.ask()
+    training.report(trial, 0.1, 0)
+    if stops:
+        with pytest.raises(TrialPruned):
+            training.report(trial, 0.1, 1)
+    else:
+        training.report(trial, 0.1, 1)
