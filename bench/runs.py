@@ -4,6 +4,7 @@ scaling benchmarks, timed from the timestamps the storage itself recorded.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ METRIC = Metric(name="accuracy", direction="maximize")
 # A contract script whose trial costs a fixed amount of time or of CPU work; its cost is a hyperparameter.
 CONTRACT_SCRIPT = '''"""A benchmark trial of fixed cost: `seconds` of sleep, or `work` rounds of pure-Python arithmetic."""
 
+import itertools
 import time
 
 # --- hyperparameters ---
@@ -67,6 +69,12 @@ class Timeline:
         """Wall seconds per trial after the first `skip` trials, start of trial skip+1 to end of the last."""
         kept = self.trials[skip:]
         return (kept[-1][1] - kept[0][0]) / len(kept)
+
+    def steady_cycles_s(self, skip: int = 1) -> list[float]:
+        """Start-to-start seconds of consecutive trials after the first `skip` (one worker): each trial's
+        run plus everything the runner does before the next one starts."""
+        starts = sorted(s for s, _ in self.trials[skip:])
+        return [b - a for a, b in itertools.pairwise(starts)]
 
     def steady_throughput(self, skip: int = 1) -> float:
         """Finished trials per second between the (skip+1)-th start and the last end, over all workers."""

@@ -33,6 +33,10 @@ SPEC_ATTR = "research_loop"
 PATCH_FILE = "patch.diff"
 STORAGE_ENV = "RESEARCH_LOOP_STORAGE"
 POLL_S = 0.25
+# The coordinator polls every POLL_S, or less often (up to POLL_MAX_S) when a poll is slow, so that polling takes
+# at most POLL_SHARE of a core from the trials: a PostgreSQL read of a study costs tens of ms of CPU.
+POLL_SHARE = 0.05
+POLL_MAX_S = 2.0
 HANG_GRACE_S = 2.0
 HUNG = "hung past"
 UNCLAIMED_S = 10.0
@@ -266,6 +270,7 @@ def execute(
     running_since: dict[int, float] = {}
     try:
         while True:
+            poll_started = time.monotonic()
             for pid, proc in list(procs.items()):
                 if proc.poll() is None:
                     continue
@@ -292,7 +297,7 @@ def execute(
                     procs[proc.pid] = proc
                     spawned += 1
             _stop_hung(study, trials, procs, dead, hang_limit(spec), running_since)
-            time.sleep(POLL_S)
+            time.sleep(min(POLL_MAX_S, max(POLL_S, (time.monotonic() - poll_started) / POLL_SHARE)))
     finally:
         _stop(procs, dead)
         reap(study, dead)

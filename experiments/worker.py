@@ -90,10 +90,9 @@ def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.is_set():
+        while not stop.wait(storages.HEARTBEAT_S):
             with contextlib.suppress(Exception):
                 storage.record_heartbeat(trial_id)
-            stop.wait(storages.HEARTBEAT_S)
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -104,22 +103,45 @@ def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
         thread.join()
 
 
-def pop_ticket(study: optuna.Study) -> optuna.Trial | None:
-    """Take one WAITING trial; never create a new one, so a study runs exactly its tickets."""
-    storage, study_id = study._storage, study._study_id
-    for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, frozen._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
+class Tickets:
+    """Takes the study's WAITING trials, never creating one, so a study runs exactly its tickets.
+
+    The waiting list is read once and claimed down, and read again only when it runs out (to find retries the
+    coordinator queued): on PostgreSQL each read loads every waiting trial, which cost more than the claim
+    itself. Worker `index` of `workers` first tries the tickets whose number is `index` modulo `workers`, so
+    workers started together rarely try the same one; a ticket another worker took costs one query to skip.
+    """
+
+    def __init__(self, study: optuna.Study, index: int = 0, workers: int = 1) -> None:
+        self._study, self._index, self._workers = study, index, max(workers, 1)
+        self._queue: list[int] = []
+
+    def pop(self) -> optuna.Trial | None:
+        trial = self._claim()
+        if trial is None:
+            self._read()
+            trial = self._claim()
+        return trial
+
+    def _claim(self) -> optuna.Trial | None:
+        while self._queue:
+            trial_id = self._queue.pop(0)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                if self._study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    return optuna.Trial(self._study, trial_id)
+        return None
+
+    def _read(self) -> None:
+        storage, study_id = self._study._storage, self._study._study_id
+        waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+        ordered = sorted(waiting, key=lambda t: t.number % self._workers != self._index % self._workers)
+        self._queue = [t._trial_id for t in ordered]
 
 
 class Recorder:
-    """Writes finished trials to the storage on a background thread, so the next ticket starts while the last
-    result is stored: each write is an fsync on a journal file and a few queries on PostgreSQL, and a trial
-    should not wait for them (bench/results/overhead.md).
+    """Writes finished trials to the storage on a background thread, so the worker takes its next ticket (a
+    claim, a heartbeat and its name, a commit each) while the last result is stored: each write is an fsync on a
+    journal file and a few queries on PostgreSQL (bench/results/overhead.md). The next suggestion waits for it.
 
     One thread, so results are stored in the order trials finished. A write that failed is raised from the next
     `record` or from `close`, so a storage that went away still stops the worker. A worker killed before a
@@ -133,6 +155,11 @@ class Recorder:
     def record(self, write: Callable[[], None]) -> None:
         self._raise_failure()
         self._last = self._pool.submit(write)
+
+    def wait(self) -> None:
+        """Block until every handed write is stored."""
+        if self._last is not None:
+            self._last.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -161,6 +188,7 @@ def run_trial(
             storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
         except optuna.exceptions.UpdateFinishedTrialError:
             return  # failed as unclaimed while this worker was stalled; its retry is queued
+        recorder.wait()  # the sampler must see the last trial's result before it suggests this one
         try:
             params = suggest(trial, spec.search_space)
             hparams = {**defaults, **ticket.hparams, **params}
@@ -271,10 +299,10 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     ran = 0
-    recorder = Recorder()
+    recorder, tickets = Recorder(), Tickets(study, index, workers)
     try:
         while not stopping.is_set():
-            trial = pop_ticket(study)
+            trial = tickets.pop()
             if trial is None:
                 break
             run_trial(study, trial, module, spec, defaults, recorder)

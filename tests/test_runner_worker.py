@@ -128,3 +128,32 @@ def test_the_recorder_stores_results_in_order_and_raises_a_failed_write():
     with pytest.raises(storages.StorageUnavailable, match="went away"):
         recorder.close()
     assert stored == list(range(20))
+
+
+def test_ticket_queues_of_two_workers_take_every_ticket_once_and_find_retries_queued_later(tmp_path):
+    study = optuna.create_study(storage=storages.open_storage(str(tmp_path / "s.journal")))
+    for seed in range(5):
+        study.enqueue_trial({}, user_attrs={"ticket": {"seed": seed}})
+    first, second = worker.Tickets(study, 0, 2), worker.Tickets(study, 1, 2)
+    taken = [first.pop().number, second.pop().number, first.pop().number, second.pop().number]
+    assert taken == [0, 1, 2, 3], "workers started together take alternate tickets"
+    assert first.pop().number == 4
+    assert second.pop() is None, "a ticket the other worker took is skipped"
+    study.enqueue_trial({}, user_attrs={"ticket": {"seed": 9}})
+    retry = second.pop()
+    assert retry.number == 5 and retry.user_attrs["ticket"]["seed"] == 9
+    assert first.pop() is None
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 6
+
+
+def test_the_recorder_waits_for_a_write_before_the_next_suggestion():
+    recorder, stored = worker.Recorder(), threading.Event()
+
+    def slow_write() -> None:
+        threading.Event().wait(0.2)
+        stored.set()
+
+    recorder.record(slow_write)
+    recorder.wait()
+    assert stored.is_set()
+    recorder.close()
