@@ -270,7 +270,6 @@ def execute(
     running_since: dict[int, float] = {}
     try:
         while True:
-            poll_started = time.monotonic()
             for pid, proc in list(procs.items()):
                 if proc.poll() is None:
                     continue
@@ -278,10 +277,12 @@ def execute(
                 if proc.returncode == REFUSED:
                     raise RunnerError(_refusal(log, log_start))
                 dead.setdefault(pid, f"worker process died ({_exit_reason(proc.returncode)})")
+            poll_started = time.monotonic()
             trials = study.get_trials(deepcopy=False)  # one read per poll: the coordinator should cost little
             if reap(study, dead, trials):
                 trials = study.get_trials(deepcopy=False)
             current = progress(study, total, started, trials)
+            polled = time.monotonic() - poll_started
             if on_progress:
                 on_progress(current)
             if current.waiting == 0 and current.running == 0:
@@ -297,7 +298,7 @@ def execute(
                     procs[proc.pid] = proc
                     spawned += 1
             _stop_hung(study, trials, procs, dead, hang_limit(spec), running_since)
-            time.sleep(min(POLL_MAX_S, max(POLL_S, (time.monotonic() - poll_started) / POLL_SHARE)))
+            time.sleep(min(POLL_MAX_S, max(POLL_S, polled / POLL_SHARE)))
     finally:
         _stop(procs, dead)
         reap(study, dead)
