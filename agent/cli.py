@@ -198,7 +198,9 @@ RUN_ERRORS = (RunnerError, storages.StorageUnavailable, OSError)
 def study(
     task: Annotated[str, typer.Option(help="registered task (see `research-loop tasks`)")] = "digits-cnn",
     script: Annotated[Path | None, typer.Option(help="your own training script instead of a task")] = None,
-    sampler: Annotated[str, typer.Option(help=f"one of: {', '.join(SAMPLERS)}")] = "tpe",
+    sampler: Annotated[
+        str, typer.Option(help=f"one of: {', '.join(SAMPLERS)}; default: research-loop's own strategy")
+    ] = "default",
     pruner: Annotated[str, typer.Option(help=f"one of: {', '.join(PRUNERS)}")] = "median",
     trials: Annotated[int, typer.Option(help="tuning trials (finished, pruned or failed)")] = 20,
     workers: Annotated[int, typer.Option(help="worker processes sharing the study")] = 1,

@@ -165,7 +165,7 @@ class ExperimentPlan(Model):
     search_space: list[SearchParam]
     metric: Metric
     baselines: list[str] = Field(default_factory=lambda: ["defaults"])
-    samplers: list[SamplerName] = Field(default_factory=lambda: ["tpe"], min_length=1)
+    samplers: list[SamplerName] = Field(default_factory=lambda: ["default"], min_length=1)
     pruner: PrunerName = "median"
     budget: Budget = Field(default_factory=Budget)
     phases: list[Phase] = Field(default_factory=list)

@@ -77,7 +77,8 @@ class SobolStart(BaseSampler):
 
     A model-based sampler starts from random points; a low-discrepancy design covers the space more evenly
     with the same few trials, which is what a small budget lives on (bench/results/efficiency.md). The phase is
-    fixed per trial when it starts, so one trial never mixes the two samplers.
+    fixed per trial when it starts, so one trial never mixes the two samplers. A pruned trial counts as a design
+    point too: under a pruner most trials are pruned, and the design would otherwise never hand over.
     """
 
     def __init__(self, model: BaseSampler, startup: int, seed: int) -> None:
@@ -93,7 +94,7 @@ class SobolStart(BaseSampler):
         return self._phase.get(trial.number, self.model)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         self._phase[trial.number] = self.design if finished < self.startup else self.model
         self._active(trial).before_trial(study, trial)
 

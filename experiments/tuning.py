@@ -26,7 +26,7 @@ WORKSPACE_DIR = "workspace"
 
 
 class TuningConfig(BaseModel):
-    sampler: str = "tpe"
+    sampler: str = "default"
     pruner: str = "median"
     trials: int = Field(default=20, ge=1)
     seeds: int = Field(default=3, ge=1)

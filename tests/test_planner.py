@@ -60,6 +60,12 @@ def names(plan: ExperimentPlan) -> list[str]:
         ("Grid search over the learning rate of the digits CNN, 12 trials", ["grid", "random"], 12, "median"),
         ("Tune the digits CNN with TPE and hyperband, 40 trials", ["tpe", "random"], 40, "hyperband"),
         ("Random search on the digits CNN without pruning", ["random"], 30, "none"),
+        (
+            "Does dropout help a small CNN on handwritten digits, 30 trials?",
+            ["default", "random"],
+            30,
+            "median",
+        ),
         ("CMA-ES versus quasi-random Sobol sampling for the CNN", ["cmaes", "qmc", "random"], 30, "median"),
     ],
 )

@@ -5,8 +5,9 @@ import math
 import optuna
 import pytest
 
-from agent.schemas import SearchParam
-from experiments import training
+from agent.schemas import Metric, SearchParam
+from experiments import training, worker
+from experiments.runner import StudySpec
 from experiments.samplers import SobolStart, make_pruner, make_sampler, startup_trials, warm_start
 from experiments.script import TrialPruned
 from experiments.space import suggest
@@ -93,3 +94,33 @@ def test_training_report_stops_a_trial_only_when_the_study_has_a_pruner(pruner, 
             training.report(trial, 0.1, 1)
     else:
         training.report(trial, 0.1, 1)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_default_strategy_counts_pruned_trials_as_design_points():
+    def pruned_then_one(sampler: optuna.samplers.BaseSampler, pruned: int) -> list[dict]:
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(pruned):
+            trial = study.ask()
+            suggest(trial, SPACE[:2])
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        suggest(study.ask(), SPACE[:2])
+        return [t.params for t in study.trials]
+
+    startup = startup_trials(16)
+    ours = pruned_then_one(make_sampler("default", SPACE[:2], budget=16, seed=5), startup)
+    sobol = pruned_then_one(optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=5), startup)
+    assert ours[:startup] == sobol[:startup]
+    assert ours[startup] != sobol[startup], "after `startup` pruned trials the design hands over"
+
+
+def test_each_study_and_worker_draws_its_own_sampler_seed():
+    def spec(name: str) -> StudySpec:
+        return StudySpec(name=name, script="s.py", metric=Metric(name="accuracy", direction="maximize"))
+
+    first, second = spec("run-r1-default"), spec("run-r2-default")
+    assert worker.sampler_seed(first, 0) == worker.sampler_seed(first, 0)
+    assert (
+        len({worker.sampler_seed(first, 0), worker.sampler_seed(second, 0), worker.sampler_seed(first, 1)})
+        == 3
+    )
