@@ -39,6 +39,7 @@ RESULTS_FILE = "results.json"
 ROUNDS_DIR = "rounds"
 FINALISTS = 2
 STALL_ROUNDS = 2
+ROUND_SEED_STRIDE = 1_000_000  # each round its own sampler seed, clear of the workers' (seed + 1000 * worker)
 
 
 class LoopError(RuntimeError):
@@ -205,8 +206,9 @@ class Loop:
         for sampler in plan.samplers:
             name = f"{self.info.run_id}-r{number}-{sampler}"
             cfg = self.config(
-                plan, sampler=sampler, pruner=pruner, trials=trials, data_fraction=fraction, warm_start=warm
-            )
+                plan, sampler=sampler, pruner=pruner, trials=trials, data_fraction=fraction, warm_start=warm,
+                sampler_seed=self.options.seed + ROUND_SEED_STRIDE * (number - 1),
+            )  # fmt: skip
             tune(self.url, name, task, self.folder / "workspace", space, cfg, self.reporter(f"round-{number}"),
                  self.time_left())  # fmt: skip
             studies.append(summarize(self.url, name, task, space, cfg))

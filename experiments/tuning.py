@@ -32,6 +32,7 @@ class TuningConfig(BaseModel):
     seeds: int = Field(default=3, ge=1)
     workers: int = Field(default=1, ge=1)
     seed: int = 0
+    sampler_seed: int | None = Field(default=None, description="seeds the sampler; `seed` when None")
     device: str = "auto"
     data_fraction: float = Field(default=1.0, gt=0, le=1)
     trial_timeout_s: float = 600
@@ -69,7 +70,7 @@ def _spec(
         search_space=space,
         sampler=sampler,
         pruner=pruner,
-        seed=cfg.seed,
+        seed=cfg.seed if cfg.sampler_seed is None else cfg.sampler_seed,
         budget=cfg.trials,
         device=cfg.device,
         trial_timeout_s=cfg.trial_timeout_s,

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import traceback
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -264,12 +263,6 @@ def limit_memory(extra_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def sampler_seed(spec: StudySpec, index: int) -> int:
-    """A seed of its own for each worker of each study. The rounds of a run are studies of one space with one
-    seed: seeded alike, their Sobol starts would replay the same points, round 1's best among them."""
-    return (spec.seed + zlib.crc32(spec.name.encode()) + 1000 * index) % 2**32
-
-
 def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: int = 1) -> int:
     """Run tickets until none are left or SIGTERM asks to stop; return how many trials this worker ran.
 
@@ -290,7 +283,7 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,
-        sampler=make_sampler(spec.sampler, spec.search_space, spec.budget, sampler_seed(spec, index)),
+        sampler=make_sampler(spec.sampler, spec.search_space, spec.budget, spec.seed + 1000 * index),
         pruner=make_pruner(spec.pruner),
     )
     torch_threads(workers)

@@ -99,6 +99,8 @@ def test_two_rounds_without_gain_stop_the_loop_early(tmp_path):
     assert result.stop_reason == "2 rounds without a gain above the noise floor"
     no_gain = [any(f.kind == "no_gain" for f in r.findings) for r in result.rounds]
     assert no_gain == [False, True, True], "an explore round on a subset is not judged against the baseline"
+    searched = [[t.params for t in r.studies[0].trials[1:]] for r in result.rounds[1:]]
+    assert searched[0] != searched[1], "each round draws points of its own, not the last round's again"
 
 
 def test_offline_run_on_a_real_task_ends_with_a_report_and_a_patch(tmp_path, monkeypatch):

@@ -5,9 +5,8 @@ import math
 import optuna
 import pytest
 
-from agent.schemas import Metric, SearchParam
-from experiments import training, worker
-from experiments.runner import StudySpec
+from agent.schemas import SearchParam
+from experiments import training
 from experiments.samplers import SobolStart, make_pruner, make_sampler, startup_trials, warm_start
 from experiments.script import TrialPruned
 from experiments.space import suggest
@@ -112,15 +111,3 @@ def test_default_strategy_counts_pruned_trials_as_design_points():
     sobol = pruned_then_one(optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=5), startup)
     assert ours[:startup] == sobol[:startup]
     assert ours[startup] != sobol[startup], "after `startup` pruned trials the design hands over"
-
-
-def test_each_study_and_worker_draws_its_own_sampler_seed():
-    def spec(name: str) -> StudySpec:
-        return StudySpec(name=name, script="s.py", metric=Metric(name="accuracy", direction="maximize"))
-
-    first, second = spec("run-r1-default"), spec("run-r2-default")
-    assert worker.sampler_seed(first, 0) == worker.sampler_seed(first, 0)
-    assert (
-        len({worker.sampler_seed(first, 0), worker.sampler_seed(second, 0), worker.sampler_seed(first, 1)})
-        == 3
-    )
