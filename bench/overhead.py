@@ -55,8 +55,8 @@ def direct(script: Path, hparams: list[dict[str, Any]], seeds: list[int]) -> lis
     return times
 
 
-def fsync_latency_ms(folder: Path, calls: int = 200) -> tuple[float, float]:
-    """Median and worst latency of appending a line and fsyncing it in `folder`, as the journal does."""
+def fsync_latency_ms(folder: Path, calls: int) -> list[float]:
+    """Latencies of appending a line and fsyncing it in `folder`, as the journal does."""
     path, times = folder / "fsync.probe", []
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
@@ -69,7 +69,7 @@ def fsync_latency_ms(folder: Path, calls: int = 200) -> tuple[float, float]:
     finally:
         os.close(fd)
         path.unlink()
-    return statistics.median(times), max(times)
+    return times
 
 
 def measure(kind: str, url: str, storage: str, root: Path, trials: int, seconds: float) -> dict[str, Any]:
@@ -100,14 +100,14 @@ def measure(kind: str, url: str, storage: str, root: Path, trials: int, seconds:
     }
 
 
-def report(rows: list[dict[str, Any]], note: str, command: list[str], fsync: tuple[float, float]) -> str:
+def report(rows: list[dict[str, Any]], note: str, command: list[str], fsync_ms: list[float]) -> str:
     text = common.header("Runner overhead per trial", command)
     text += (
         "\nSteady state, first trial excluded on both sides. overhead = runner time per trial - direct time "
         "per call (the same hyperparameters and seeds); median overhead = median start-to-start cycle - "
         "median direct call. Negative values are measurement noise: the direct and runner trials run at "
-        f"different moments on a shared CPU. This disk's fsync (append a line, then fsync, {FSYNC_CALLS} "
-        f"times): median {fsync[0]:.2f} ms, worst {fsync[1]:.0f} ms.\n\n"
+        f"different moments on a shared CPU. This disk's fsync (append a line, then fsync, {len(fsync_ms)} "
+        f"times): median {statistics.median(fsync_ms):.2f} ms, worst {max(fsync_ms):.0f} ms.\n\n"
     )
     text += common.table(
         ["trial", "storage", "trials", "direct s/trial", "runner s/trial", "overhead ms", "overhead %"]

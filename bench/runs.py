@@ -23,7 +23,6 @@ METRIC = Metric(name="accuracy", direction="maximize")
 # A contract script whose trial costs a fixed amount of time or of CPU work; its cost is a hyperparameter.
 CONTRACT_SCRIPT = '''"""A benchmark trial of fixed cost: `seconds` of sleep, or `work` rounds of pure-Python arithmetic."""
 
-import itertools
 import time
 
 # --- hyperparameters ---

@@ -181,9 +181,8 @@ def run_trial(
     """Run one claimed ticket; its outcome is handed to `recorder`, with the heartbeat kept up until stored."""
     storage = study._storage
     ticket = Ticket.model_validate(trial.user_attrs.get("ticket", {}))
-    alive = contextlib.ExitStack()
-    alive.enter_context(heartbeat(storage, trial._trial_id))
-    with alive:
+    with contextlib.ExitStack() as alive:
+        alive.enter_context(heartbeat(storage, trial._trial_id))
         try:
             storage.set_trial_system_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
         except optuna.exceptions.UpdateFinishedTrialError:
