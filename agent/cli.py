@@ -470,8 +470,14 @@ def print_report(folder: Path, settings: config.Settings) -> None:
 
 def print_conclusion(data: Path, markdown: Path | str, html: Path | str | None) -> None:
     """The report's computed conclusion, so the terminal never says something the report does not."""
-    outcome = reporting.load_data(data).verdict
-    console.print(f"conclusion: [bold]{outcome.outcome}[/]  {escape(outcome.summary)}", highlight=False)
+    report = reporting.load_data(data)
+    for c in report.comparisons:
+        console.print(f"answer: [bold]{c.verdict}[/]  {escape(c.statement)}", highlight=False)
+    outcome = report.verdict
+    against = " (the patch's arm against the untuned defaults)" if report.candidate_arm else ""
+    console.print(
+        f"conclusion{against}: [bold]{outcome.outcome}[/]  {escape(outcome.summary)}", highlight=False
+    )
     console.print(f"report: [bold]{markdown}[/]  (HTML: {html})", highlight=False)
 
 

@@ -30,7 +30,7 @@ from agent.checks import PREFLIGHT_TIMEOUT_S, Preflight, Subject, UnsafePath, ru
 from agent.config import Settings
 from agent.diffs import apply_file_edits, sha256, to_file_edits, unified_diff
 from agent.edits import expose_constant, set_default, write_defaults
-from agent.model_edits import add_dropout, change_optimizer, change_schedule
+from agent.model_edits import add_dropout, add_label_smoothing, change_optimizer, change_schedule
 from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit, Model
 from agent.source import EditError
 from experiments.registry import Task
@@ -73,6 +73,7 @@ EDITS: dict[str, Callable[[str, CodeChangeIntent, str], str]] = {
     "set_default": lambda text, c, where: set_default(text, c.target, c.value, where),
     "expose_constant": lambda text, c, where: expose_constant(text, c.target, c.value, c.location, where),
     "add_dropout": lambda text, c, where: add_dropout(text, c.target, c.value, c.location, where),
+    "add_label_smoothing": lambda text, c, where: add_label_smoothing(text, c.target, c.value, where),
     "change_optimizer": lambda text, c, where: change_optimizer(text, c.target, c.value, where),
     "change_schedule": lambda text, c, where: change_schedule(text, c.target, c.value, where),
 }

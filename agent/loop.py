@@ -16,10 +16,14 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from agent import analyst, planner, runs
+from agent.comparisons import compare_arms
 from agent.config import Settings
 from agent.schemas import (
+    Arm,
+    ArmResult,
     Cost,
     ExperimentPlan,
+    Finding,
     Phase,
     RoundResult,
     RunInfo,
@@ -40,6 +44,9 @@ ROUNDS_DIR = "rounds"
 FINALISTS = 2
 STALL_ROUNDS = 2
 ROUND_SEED_STRIDE = 1_000_000  # each round its own sampler seed, clear of the workers' (seed + 1000 * worker)
+# each arm its own sampler seed too: arms share the training seeds, but a search that replayed the control's
+# points would make identical arms agree by construction, and the comparison's error rate would go unmeasured
+ARM_SEED_STRIDE = 10_000
 
 
 class LoopError(RuntimeError):
@@ -175,12 +182,13 @@ class Loop:
         ).model_copy(update=update)
 
     def baseline(self, plan: ExperimentPlan, task: Task) -> list[TrialRecord]:
+        """The unmodified script with its defaults (under the plan's shared conditions): the reference row."""
         self.stage("baseline")
         if self.options.script is None:
             # a hub data set or model missing offline fails here, in one line, before any trial starts
-            data.check_available(task.defaults)
+            data.check_available({**task.defaults, **plan.conditions})
         return evaluate(
-            self.url, f"{self.info.run_id}-baseline", task, self.folder / "baseline", {},
+            self.url, f"{self.info.run_id}-baseline", task, self.folder / "baseline", dict(plan.conditions),
             self.config(plan), self.reporter("baseline"), "baseline",
         )  # fmt: skip
 
@@ -189,12 +197,12 @@ class Loop:
         plan: ExperimentPlan,
         task: Task,
         number: int,
-        space: list[SearchParam],
+        states: dict[str, ArmState],
         pruner: str,
-        warm: list[dict[str, Any]],
         baseline: tuple[float | None, float],
     ) -> RoundResult:
-        """Run one round's studies (one per strategy) and analyse them; a stored round is loaded instead."""
+        """Run one round's studies (one per arm and strategy, each with the same trials) and analyse them; a
+        stored round is loaded instead."""
         path = self.folder / ROUNDS_DIR / f"round-{number}.json"
         if path.is_file():
             stored = RoundResult.model_validate_json(path.read_text())
@@ -202,60 +210,127 @@ class Loop:
             return stored
         self.stage(f"round-{number}")
         phase, fraction, trials = round_shape(plan, number, self.rounds)
+        arms = plan.arm_list()
+        jobs = [(arm, sampler) for arm in arms for sampler in plan.samplers]
         studies = []
-        for sampler in plan.samplers:
-            name = f"{self.info.run_id}-r{number}-{sampler}"
+        for done, (arm, sampler) in enumerate(jobs):
+            index = arms.index(arm)
+            name = study_name(self.info.run_id, arms, arm, f"r{number}", sampler)
+            state = states[arm.name]
             cfg = self.config(
-                plan, sampler=sampler, pruner=pruner, trials=trials, data_fraction=fraction, warm_start=warm,
-                sampler_seed=self.options.seed + ROUND_SEED_STRIDE * (number - 1),
+                plan, sampler=sampler, pruner=pruner, trials=trials, data_fraction=fraction,
+                warm_start=state.warm, fixed={**plan.conditions, **arm.fixed},
+                sampler_seed=self.options.seed + ROUND_SEED_STRIDE * (number - 1) + ARM_SEED_STRIDE * index,
             )  # fmt: skip
-            tune(self.url, name, task, self.folder / "workspace", space, cfg, self.reporter(f"round-{number}"),
-                 self.time_left())  # fmt: skip
-            studies.append(summarize(self.url, name, task, space, cfg))
+            # a wall-clock budget is shared out evenly, so the last arm is not the one left without time
+            time_left = self.time_left()
+            share = None if time_left is None else time_left / (len(jobs) - done)
+            tune(self.url, name, task, self.folder / "workspace", state.space, cfg,
+                 self.reporter(f"round-{number}"), share)  # fmt: skip
+            studies.append(
+                summarize(self.url, name, task, state.space, cfg).model_copy(update={"arm": arm.name})
+            )
             self.trials_done += len(studies[-1].trials)
         # an explore round trains on a subset, so its scores are not comparable with the full-data baseline
         reference = baseline if fraction == 1.0 else (None, baseline[1])
-        findings = [f for s in studies for f in analyst.analyse(s, *reference)]
+        findings = [
+            f.model_copy(update={"arm": s.arm if len(arms) > 1 else ""})
+            for s in studies
+            for f in analyst.analyse(s, *reference)
+        ]
         result = RoundResult(
             round=number, phase=phase, data_fraction=fraction, studies=studies, findings=findings
         )
-        result.revision = revise(result, space, pruner, task).changes
+        result.revision = revise_arms(result, plan, states, pruner, task)[2]
         path.parent.mkdir(exist_ok=True)
         runs.write_atomic(path, result.model_dump_json(indent=2))
         return result
 
     def finalists(
         self, plan: ExperimentPlan, task: Task, rounds: list[RoundResult]
-    ) -> list[list[TrialRecord]]:
-        """The best distinct configurations from full-data rounds (from every round if none used all the
-        data), each re-run on all the data over the seeds with held-out metrics. Selection among them uses
+    ) -> dict[str, list[list[TrialRecord]]]:
+        """Per arm, its best distinct configurations from full-data rounds (from every round if none used all
+        the data), each re-run on all the data over the seeds with held-out metrics. Selection among them uses
         validation only."""
         self.stage("final")
         full = [r for r in rounds if r.data_fraction == 1.0] or rounds
-        pool = [t for r in full for s in r.studies for t in s.trials]
-        chosen: list[TrialRecord] = []
-        for trial in sorted(
-            (t for t in pool if t.state == "COMPLETE" and t.value is not None),
-            key=lambda t: t.value,
-            reverse=task.metric.direction == "maximize",
-        ):
-            if all(trial.params != c.params for c in chosen):
-                chosen.append(trial)
-            if len(chosen) == FINALISTS:
-                break
-        return [
-            evaluate(
-                self.url,
-                f"{self.info.run_id}-final-{k}",
-                task,
-                self.folder / "workspace",
-                c.params,
-                self.config(plan),
-                self.reporter("final"),
-                f"finalist {k + 1}",
-            )  # fmt: skip
-            for k, c in enumerate(chosen)
-        ]
+        arms = plan.arm_list()
+        out: dict[str, list[list[TrialRecord]]] = {}
+        for arm in arms:
+            pool = [t for r in full for s in r.studies if _of(s, arm, arms) for t in s.trials]
+            chosen: list[TrialRecord] = []
+            for trial in sorted(
+                (t for t in pool if t.state == "COMPLETE" and t.value is not None),
+                key=lambda t: t.value,
+                reverse=task.metric.direction == "maximize",
+            ):
+                if all(trial.params != c.params for c in chosen):
+                    chosen.append(trial)
+                if len(chosen) == FINALISTS:
+                    break
+            label = "" if len(arms) == 1 else f"{arm.title}: "
+            out[arm.name] = [
+                evaluate(
+                    self.url,
+                    study_name(self.info.run_id, arms, arm, "final", str(k)),
+                    task,
+                    self.folder / "workspace",
+                    c.params,
+                    self.config(plan),
+                    self.reporter("final"),
+                    f"{label}finalist {k + 1}",
+                )  # fmt: skip
+                for k, c in enumerate(chosen)
+            ]
+        return out
+
+
+class ArmState(BaseModel):
+    """What an arm searches next round, and the configurations it tries first."""
+
+    space: list[SearchParam]
+    warm: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def study_name(run_id: str, arms: list[Arm], arm: Arm, stage: str, suffix: str) -> str:
+    """`<run>-r1-default`, `<run>-final-0`; with several arms the arm's name comes before the suffix."""
+    return f"{run_id}-{stage}-{suffix}" if len(arms) == 1 else f"{run_id}-{stage}-{arm.name}-{suffix}"
+
+
+def _of(study: StudyResult, arm: Arm, arms: list[Arm]) -> bool:
+    """Whether a study tuned `arm` (a run from before arms had one arm, its studies no name)."""
+    return study.arm == arm.name or (len(arms) == 1 and not study.arm)
+
+
+def initial_states(plan: ExperimentPlan, task: Task) -> dict[str, ArmState]:
+    """Every arm starts from the shared space plus its own, warm-started from the script's defaults."""
+    return {
+        a.name: ArmState(space=[*plan.search_space, *a.search], warm=[task.defaults]) for a in plan.arm_list()
+    }
+
+
+def revise_arms(
+    result: RoundResult, plan: ExperimentPlan, states: dict[str, ArmState], pruner: str, task: Task
+) -> tuple[dict[str, ArmState], str, list[str]]:
+    """Each arm revised by its own studies' findings; the pruner from all of them, so every arm keeps the same.
+
+    An arm's own searched parameters are what defines it, so findings about them never widen them (a dropout
+    arm widened down to 0 would become the control)."""
+    arms = plan.arm_list()
+    pooled = revise_one(result.studies, result.findings, states[arms[0].name].space, pruner, task)
+    new_pruner = pooled.pruner
+    out, changes = {}, []
+    for arm in arms:
+        own = {p.name for p in arm.search}
+        studies = [s for s in result.studies if _of(s, arm, arms)]
+        findings = [f for f in result.findings if (f.arm in ("", arm.name)) and f.param not in own]
+        revision = revise_one(studies, findings, states[arm.name].space, pruner, task)
+        out[arm.name] = ArmState(space=revision.search_space, warm=revision.warm_start)
+        prefix = "" if len(arms) == 1 else f"{arm.title}: "
+        changes += [f"{prefix}{c}" for c in revision.changes if "pruner" not in c]
+    if new_pruner != pruner:
+        changes += [c for c in pooled.changes if "pruner" in c]
+    return out, new_pruner, changes
 
 
 def apply_overrides(plan: ExperimentPlan, options: LoopOptions, settings: Settings) -> ExperimentPlan:
@@ -331,9 +406,11 @@ def _stop_reason(loop: Loop, plan: ExperimentPlan, results: list[RoundResult]) -
     return None
 
 
-def revise(result: RoundResult, space: list[SearchParam], pruner: str, task: Task) -> analyst.Revision:
-    best = best_of([t for s in result.studies for t in s.trials], task.metric.direction)
-    return analyst.revise(space, result.findings, pruner, best)
+def revise_one(
+    studies: list[StudyResult], findings: list[Finding], space: list[SearchParam], pruner: str, task: Task
+) -> analyst.Revision:
+    best = best_of([t for s in studies for t in s.trials], task.metric.direction)
+    return analyst.revise(space, findings, pruner, best)
 
 
 def storage_url(folder: Path, info: RunInfo, settings: Settings) -> str:
@@ -372,21 +449,22 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
     try:
         plan = loop.plan()
         task = loop.task(plan)
-        loop.budget, loop.rounds = plan.budget.trials * len(plan.samplers), plan.budget.rounds
+        arms = plan.arm_list()
+        loop.budget = plan.budget.trials * len(plan.samplers) * len(arms)
+        loop.rounds = plan.budget.rounds
         loop.patch(plan, task)
         baseline = loop.baseline(plan, task)
-        space, pruner, warm = plan.search_space, plan.pruner, [task.defaults]
+        states, pruner = initial_states(plan, task), plan.pruner
         results: list[RoundResult] = []
         stop = None
         for number in range(1, loop.rounds + 1):
             loop.round = number
-            result = loop.run_round(plan, task, number, space, pruner, warm, baseline_summary(baseline))
+            result = loop.run_round(plan, task, number, states, pruner, baseline_summary(baseline))
             results.append(result)
             best = best_of([t for s in result.studies for t in s.trials], task.metric.direction)
             if best is not None and best.value is not None:
                 loop.best = best.value if loop.best is None else _better(task, best.value, loop.best)
-            revision = revise(result, space, pruner, task)
-            space, pruner, warm = revision.search_space, revision.pruner, revision.warm_start
+            states, pruner, _ = revise_arms(result, plan, states, pruner, task)
             stop = _stop_reason(loop, plan, results)
             if stop:
                 break
@@ -395,7 +473,9 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
         runs.write_atomic(folder / RESULTS_FILE, run_result.model_dump_json(indent=2))
         if run_result.best is not None:
             loop.stage("finalize")
-            coder.finalize_patch(folder, run_result.best.params)
+            # the shared conditions (a data set, a training-set cap) set the experiment, not the change
+            changed = {k: v for k, v in run_result.best.params.items() if k not in plan.conditions}
+            coder.finalize_patch(folder, changed)
         loop.stage("report")
         reporting.render(folder, settings)
     except KeyboardInterrupt:
@@ -421,39 +501,64 @@ def conclude(
     task: Task,
     rounds: list[RoundResult],
     baseline: list[TrialRecord],
-    finals: list[list[TrialRecord]],
+    finals: dict[str, list[list[TrialRecord]]],
     loop: Loop,
     stop_reason: str,
 ) -> RunResult:
-    """Pick the finalist by mean validation value (never by test), then compare it on the held-out split."""
+    """Per arm, pick the finalist by mean validation value (never by test); the arms' question is answered by
+    the treatments against the control on the held-out split, and the patch carries the arm best on
+    validation, compared with the defaults on the held-out split."""
     sign = 1 if task.metric.direction == "maximize" else -1
 
     def validation_mean(runs_: list[TrialRecord]) -> float:
         values = [r.value for r in runs_ if r.value is not None]
         return sign * sum(values) / len(values) if values else -float("inf")
 
-    final = max(finals, key=validation_mean, default=[])
-    best = next((r for r in final if r.state == "COMPLETE"), None)
-    chosen = None
-    if best is not None:
+    arms = plan.arm_list()
+    results: list[ArmResult] = []
+    for arm in arms:
+        final = max(finals.get(arm.name, []), key=validation_mean, default=[])
+        best = next((r for r in final if r.state == "COMPLETE"), None)
         pool = [
-            (s.sampler, t) for r in rounds for s in r.studies for t in s.trials if t.params == best.params
+            (s.sampler, t)
+            for r in rounds
+            for s in r.studies
+            if _of(s, arm, arms)
+            for t in s.trials
+            if best is not None and t.params == best.params
         ]
         chosen = min(pool, key=lambda item: item[1].number, default=(None, None))
+        results.append(
+            ArmResult(
+                name=arm.name,
+                role=arm.role,
+                label=arm.title,
+                best=chosen[1],
+                final=final,
+                strategy=chosen[0],
+                trials=sum(len(s.trials) for r in rounds for s in r.studies if _of(s, arm, arms)),
+            )
+        )
+    top = max(results, key=lambda a: validation_mean(a.final))
     studies: list[StudyResult] = [s for r in rounds for s in r.studies]
     return RunResult(
         run_id=run_id,
         plan=plan,
         rounds=rounds,
-        best=chosen[1] if chosen else None,
-        best_strategy=chosen[0] if chosen else None,
+        best=top.best,
+        best_strategy=top.strategy,
+        best_arm=top.name if len(arms) > 1 else None,
         baseline=baseline,
-        final=final,
-        comparison=stats.compare(final, baseline, task.metric, "test"),
-        validation=stats.compare(final, baseline, task.metric, "validation"),
+        final=top.final,
+        comparison=stats.compare(top.final, baseline, task.metric, "test"),
+        validation=stats.compare(top.final, baseline, task.metric, "validation"),
+        arms=results if len(arms) > 1 else [],
+        comparisons=compare_arms(plan.arms, results, task.metric),
         cost=Cost(
             wall_s=time.monotonic() - loop.started,
-            trials=sum(len(s.trials) for s in studies) + len(baseline) + sum(map(len, finals)),
+            trials=sum(len(s.trials) for s in studies)
+            + len(baseline)
+            + sum(len(f) for arm_finals in finals.values() for f in arm_finals),
             device=loop.options.device,
             device_name=loop.options.device_name,
             tokens=plan.usage.input_tokens + plan.usage.output_tokens,

@@ -9,9 +9,13 @@
   are dropped from its branch; SGD gets momentum=0.9 unless the call sets it.
 - change_schedule(target, value): a learning-rate scheduler, stepped once per epoch of run()'s epoch loop,
   chosen among constant, cosine, step and linear_warmup; default `value` or constant.
+- add_label_smoothing(target, value): `label_smoothing=target` on every training cross-entropy loss (calls of
+  `cross_entropy(...)`, constructions of `CrossEntropyLoss(...)`; not those under no_grad / inference_mode,
+  which measure), default `value` or 0.0. A loss that already sets label_smoothing is left to a person.
 
 With the default value the patched script trains exactly as the original did (a new dropout at rate 0, the
-script's own optimizer, a constant schedule), so the baseline and the patch differ only where the study looks.
+script's own optimizer, a constant schedule, no smoothing), so the baseline and the patch differ only where the
+study looks.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from agent.edits import add_keyword, add_to_block, new_name, thread
 from agent.source import EditError, Source, Splice, literal, method, self_calls
 
 DEFAULT_DROPOUT = 0.1
+# The cross-entropy losses add_label_smoothing edits, and how many positional arguments come before theirs.
+CROSS_ENTROPY = {"cross_entropy": 7, "CrossEntropyLoss": 5}
+NO_GRAD = {"no_grad", "inference_mode"}
 OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}
 _ADAM = {
     "lr",
@@ -355,6 +362,78 @@ def change_schedule(text: str, target: str, value: Any = None, where: str = "scr
             add_to_block(src, target, default),
         ]
     )
+
+
+def add_label_smoothing(text: str, target: str, value: Any = None, where: str = "script") -> str:
+    src = Source(text, where)
+    new_name(src, target)
+    value = 0.0 if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise EditError(f"add_label_smoothing {target}: the value must be a number in [0, 1), got {value!r}")
+    losses = _training_losses(src)
+    if not losses:
+        raise EditError(
+            f"{where}: add_label_smoothing found no training cross-entropy loss "
+            f"(a call of cross_entropy(...) or CrossEntropyLoss(...))"
+        )
+    splices = []
+    for scope, calls in _by_scope(src, losses).items():
+        # Other callers of a helper keep training without smoothing: its new parameter defaults to 0.0.
+        threaded, expr = thread(src, scope, target, 0.0)
+        splices += threaded + [add_keyword(src, call, f"label_smoothing={expr}") for call in calls]
+    return src.splice([*splices, add_to_block(src, target, float(value))])
+
+
+def _training_losses(src: Source) -> list[ast.Call]:
+    """The cross-entropy calls outside no_grad code (evaluation must keep measuring the plain loss)."""
+    parents = {child: node for node in ast.walk(src.tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(src.tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _callee(node.func) or ""
+        if name not in CROSS_ENTROPY or _under_no_grad(node, parents):
+            continue
+        labelled = any(k.arg in ("label_smoothing", None) for k in node.keywords)
+        if labelled or len(node.args) > CROSS_ENTROPY[name]:
+            raise EditError(
+                f"{src.where}:{node.lineno}: this {name}(...) may already set label_smoothing; change it by hand"
+            )
+        found.append(node)
+    return sorted(found, key=src.start)
+
+
+def _under_no_grad(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Inside `with torch.no_grad():` (or inference_mode), or a function decorated with either."""
+    while node in parents:
+        node = parents[node]
+        marks: list[ast.expr] = []
+        if isinstance(node, ast.With):
+            marks = [item.context_expr for item in node.items]
+        elif isinstance(node, ast.FunctionDef):
+            marks = node.decorator_list
+        if any(_callee(m.func if isinstance(m, ast.Call) else m) in NO_GRAD for m in marks):
+            return True
+    return False
+
+
+def _by_scope(src: Source, calls: list[ast.Call]) -> dict[ast.FunctionDef | ast.ClassDef, list[ast.Call]]:
+    """The calls grouped by the top-level function, or class (its __init__), the new hyperparameter must reach."""
+    out: dict[ast.FunctionDef | ast.ClassDef, list[ast.Call]] = {}
+    for call in calls:
+        scope = src.enclosing(call)
+        init = method(scope, "__init__") if isinstance(scope, ast.ClassDef) else scope
+        if (
+            not isinstance(scope, ast.FunctionDef | ast.ClassDef)
+            or init is None
+            or not init.lineno <= call.lineno <= init.end_lineno  # type: ignore[operator]
+        ):
+            raise EditError(
+                f"{src.where}:{call.lineno}: the loss is built where a trial's hyperparameters cannot reach "
+                f"(only run(), the functions it calls and the __init__ of classes it builds can take them)"
+            )
+        out.setdefault(scope, []).append(call)
+    return out
 
 
 def _callee(node: ast.expr) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from agent import priors
+from agent import offline_arms, priors
 from agent.config import Settings
 from agent.plan_rules import kind_error, matched, normalize
 from agent.schemas import (
@@ -40,20 +40,28 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     notes: list[str] = []
     chosen = _choose_task(text, task, notes)
     low_resource = bool(matched(text, priors.LOW_RESOURCE_TERMS))
-    space, changes = _search_space(text, chosen, low_resource, notes)
-    samplers = _samplers(text, notes)
+    reading = offline_arms.read(text, chosen)
+    space, changes = _search_space(text, chosen, low_resource, notes, reading)
+    samplers = _samplers(text, notes, reference=not reading.arms)
     pruner = _pruner(text, low_resource)
     budget = _budget(text, low_resource, settings, notes)
     phases = _phases(budget, pruner, chosen)
     # one round per tuning phase: explore on a subset, then optimise on all the data
     budget = budget.model_copy(update={"rounds": sum(p.trials > 0 for p in phases)})
+    notes += reading.notes
+    if reading.arms:
+        total = budget.trials * len(samplers) * len(reading.arms)
+        notes.append(
+            f"{budget.trials} tuning trials per arm{' and strategy' if len(samplers) > 1 else ''}, the same "
+            f"sampler, pruner, seeds and data in each: {total} tuning trials in all"
+        )
     return ExperimentPlan(
         title=_title(idea),
         idea=idea,
-        objective=_objective(chosen, space, samplers, budget),
-        hypothesis=_hypothesis(text, chosen, space, samplers, budget),
+        objective=_objective(chosen, space, samplers, budget, reading),
+        hypothesis=_hypothesis(text, chosen, space, samplers, budget, reading),
         task=chosen.name,
-        datasets=[chosen.data],
+        datasets=[reading.conditions.get("dataset", chosen.data)],  # type: ignore[list-item]
         model=chosen.model,
         search_space=space,
         metric=chosen.metric,
@@ -62,7 +70,10 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
         pruner=pruner,
         budget=budget,
         phases=phases,
-        code_changes=changes,
+        code_changes=[*changes, *reading.changes],
+        arms=reading.arms,
+        conditions=reading.conditions,
+        not_done=reading.not_done,
         notes=notes,
         planner=PLANNER_NAME,
     )
@@ -116,13 +127,20 @@ def _prior(spec: Task, name: str) -> SearchParam | None:
 
 
 def _search_space(
-    text: str, spec: Task, low_resource: bool, notes: list[str]
+    text: str, spec: Task, low_resource: bool, notes: list[str], reading: offline_arms.Reading
 ) -> tuple[list[SearchParam], list[CodeChangeIntent]]:
-    """The hyperparameters the idea is about (plus the learning rate), or the most important few."""
+    """The hyperparameters the idea is about (plus the learning rate), or the most important few; what sets
+    the arms apart (and the shared conditions) is left to the arms."""
+    taken = reading.arm_params | set(reading.conditions)
     by_canonical: dict[str, list[str]] = {}
     for name in spec.defaults:
-        by_canonical.setdefault(priors.ALIASES.get(name, name), []).append(name)
-    named = [c for c, terms in priors.PARAM_TERMS.items() if matched(text, terms)]
+        if name not in taken:
+            by_canonical.setdefault(priors.ALIASES.get(name, name), []).append(name)
+    named = [
+        c
+        for c, terms in priors.PARAM_TERMS.items()
+        if matched(text, terms) and c not in taken and not (reading.arms and c in priors.ADDABLE)
+    ]
     if matched(text, priors.COMPRESSION_TERMS):
         named += [c for c in priors.CAPACITY if c in by_canonical and c not in named]
         notes.append(
@@ -153,6 +171,11 @@ def _search_space(
         notes.append(
             "the learning rate is searched alongside, because the best value of the rest depends on it"
         )
+    if not chosen and reading.arms and "learning_rate" in by_canonical:
+        chosen = by_canonical["learning_rate"]
+        notes.append(
+            "every arm tunes the learning rate, because the best value of what the arms compare depends on it"
+        )
     if not chosen:
         limit = priors.LOW_RESOURCE_DIMS if low_resource else priors.DEFAULT_DIMS
         ranked = [n for c in priors.IMPORTANCE for n in by_canonical.get(c, [])]
@@ -171,8 +194,9 @@ def _search_space(
     return space, changes
 
 
-def _samplers(text: str, notes: list[str]) -> list[SamplerName]:
-    """Samplers the idea names, in the table's order, with random search as the reference to beat."""
+def _samplers(text: str, notes: list[str], reference: bool = True) -> list[SamplerName]:
+    """Samplers the idea names, in the table's order, with random search as the reference to beat unless the
+    plan compares arms (then the question is the arms, and every arm is tuned by the same strategy)."""
     named: list[SamplerName] = []
     for terms, samplers in priors.SAMPLER_TERMS:
         if matched(text, terms):
@@ -180,7 +204,7 @@ def _samplers(text: str, notes: list[str]) -> list[SamplerName]:
     if not named:
         named = list(priors.DEFAULT_SAMPLERS)
         notes.append(f"the idea names no search strategy; the plan uses {', '.join(named)}")
-    if priors.REFERENCE_SAMPLER not in named:
+    if reference and priors.REFERENCE_SAMPLER not in named:
         named.append(priors.REFERENCE_SAMPLER)
     return named
 
@@ -261,8 +285,21 @@ def _title(idea: str) -> str:
     return line if len(line) <= 120 else line[:119].rstrip() + "…"
 
 
-def _objective(spec: Task, space: list[SearchParam], samplers: list[SamplerName], budget: Budget) -> str:
+def _objective(
+    spec: Task,
+    space: list[SearchParam],
+    samplers: list[SamplerName],
+    budget: Budget,
+    reading: offline_arms.Reading,
+) -> str:
     verb = "Maximise" if spec.metric.direction == "maximize" else "Minimise"
+    if reading.arms:
+        arms = " vs ".join(f"{a.title} ({a.describe()})" for a in reading.arms)
+        return (
+            f"Compare {arms} on {spec.model}, each arm tuning {', '.join(p.name for p in space)} with "
+            f"{budget.trials} trials of {', '.join(samplers)} search on validation {spec.metric.name}, then "
+            f"each arm's best re-run over {budget.seeds} seeds on the held-out split."
+        )
     return (
         f"{verb} validation {spec.metric.name} of the {spec.model} on {spec.data} by tuning "
         f"{', '.join(p.name for p in space)}, comparing {', '.join(samplers)} search at {budget.trials} trials each."
@@ -270,12 +307,29 @@ def _objective(spec: Task, space: list[SearchParam], samplers: list[SamplerName]
 
 
 def _hypothesis(
-    text: str, spec: Task, space: list[SearchParam], samplers: list[SamplerName], budget: Budget
+    text: str,
+    spec: Task,
+    space: list[SearchParam],
+    samplers: list[SamplerName],
+    budget: Budget,
+    reading: offline_arms.Reading,
 ) -> str:
+    better = "higher" if spec.metric.direction == "maximize" else "lower"
+    if reading.arms:
+        control = next(a for a in reading.arms if a.role == "control")
+        claims = [
+            f"{a.title} gives a {better} held-out {spec.metric.name} than {control.title}"
+            for a in reading.arms
+            if a.role == "treatment"
+        ]
+        return (
+            "; ".join(claims)
+            + ", when each is tuned with the same budget, by more than the seed-to-seed noise "
+            "(tested per treatment, Holm-corrected)."
+        )
     named = [
         p.name for p in space if matched(text, priors.PARAM_TERMS.get(priors.ALIASES.get(p.name, p.name), ()))
     ]
-    better = "higher" if spec.metric.direction == "maximize" else "lower"
     subject = f"Tuning {', '.join(named)}" if named else "A tuned configuration"
     claim = (
         f"{subject} gives a {better} held-out {spec.metric.name} than the script's defaults, "

@@ -44,9 +44,14 @@ def normalize(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+def position(text: str, term: str) -> int | None:
+    """Where normalized `text` first holds `term` as whole words (a plural or verb ending allowed), or None."""
+    found = re.search(rf"\b{re.escape(normalize(term))}(?:s|es|d|ed|ing)?\b", text)
+    return None if found is None else found.start()
+
+
 def mentions(text: str, term: str) -> bool:
-    """Whether normalized `text` holds `term` as whole words, allowing a plural or verb ending."""
-    return re.search(rf"\b{re.escape(normalize(term))}(?:s|es|d|ed|ing)?\b", text) is not None
+    return position(text, term) is not None
 
 
 def matched(text: str, terms: Iterable[str]) -> list[str]:
@@ -102,8 +107,8 @@ def kind_error(param: SearchParam, default: Any) -> str | None:
     return None
 
 
-def _value_error(target: str, value: Any, default: Any) -> str | None:
-    """Why a set_default value cannot replace the script's default (None when it can, or is left to the study)."""
+def _value_error(where: str, value: Any, default: Any) -> str | None:
+    """Why `value` cannot stand in for the script's default (None when it can, or is left to the study)."""
     if value is None:
         return None
     if isinstance(default, bool | str) or isinstance(value, bool | str):
@@ -112,11 +117,7 @@ def _value_error(target: str, value: Any, default: Any) -> str | None:
         fits = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     else:
         fits = isinstance(value, int | float)
-    return (
-        None
-        if fits
-        else f"code_changes[{target}].value: {value!r} does not fit the script's default {default!r}"
-    )
+    return None if fits else f"{where}: {value!r} does not fit the script's default {default!r}"
 
 
 def check_plan(plan: ExperimentPlan, settings: Settings, task: str | None = None) -> ExperimentPlan:
@@ -144,7 +145,11 @@ def check_plan(plan: ExperimentPlan, settings: Settings, task: str | None = None
                     f"code_changes[{change.target}]: set_default needs one of the script's hyperparameters "
                     f"{sorted(defaults)}"
                 )
-            elif (problem := _value_error(change.target, change.value, defaults[change.target])) is not None:
+            elif (
+                problem := _value_error(
+                    f"code_changes[{change.target}].value", change.value, defaults[change.target]
+                )
+            ) is not None:
                 errors.append(problem)
         else:
             added.add(change.target)
@@ -160,6 +165,8 @@ def check_plan(plan: ExperimentPlan, settings: Settings, task: str | None = None
                 f"search_space[{param.name}]: {plan.task}'s script has no hyperparameter {param.name!r} "
                 f"(it has {sorted(defaults)}); drop it or add a code_changes entry that adds it"
             )
+
+    errors += _arm_errors(plan, defaults, added)
 
     notes = list(plan.notes)
     budget = plan.budget
@@ -188,10 +195,44 @@ def check_plan(plan: ExperimentPlan, settings: Settings, task: str | None = None
     return plan.model_copy(
         update={
             "metric": spec.metric,
-            "datasets": [spec.data],
+            "datasets": [str(plan.conditions.get("dataset", spec.data))],
             "model": spec.model,
             "budget": budget,
             "baselines": baselines,
             "notes": notes,
         }
     )
+
+
+def _arm_errors(plan: ExperimentPlan, defaults: dict[str, Any], added: set[str]) -> list[str]:
+    """What the arms fix or search must be the script's (or a code change's) hyperparameters, of the right
+    kind; shared conditions must be the unmodified script's, because the defaults reference runs with them."""
+    errors = []
+    for key, value in plan.conditions.items():
+        if key not in defaults:
+            errors.append(
+                f"conditions[{key}]: the unmodified script has no hyperparameter {key!r} (it has "
+                f"{sorted(defaults)}), so the defaults reference could not run with it"
+            )
+        elif (problem := _value_error(f"conditions[{key}]", value, defaults[key])) is not None:
+            errors.append(problem)
+    for arm in plan.arms:
+        where = f"arms[{arm.name}]"
+        for key, value in arm.fixed.items():
+            if key not in defaults and key not in added:
+                errors.append(
+                    f"{where}.fixed[{key}]: {plan.task}'s script has no hyperparameter {key!r}; "
+                    "add a code_changes entry that adds it"
+                )
+            elif key in defaults and (problem := _value_error(f"{where}.fixed[{key}]", value, defaults[key])):
+                errors.append(problem)
+        for param in arm.search:
+            if param.name in defaults:
+                if (problem := kind_error(param, defaults[param.name])) is not None:
+                    errors.append(f"{where}: {problem}")
+            elif param.name not in added:
+                errors.append(
+                    f"{where}.search[{param.name}]: {plan.task}'s script has no hyperparameter "
+                    f"{param.name!r}; add a code_changes entry that adds it"
+                )
+    return errors

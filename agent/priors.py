@@ -10,6 +10,8 @@ practice (hidden 64-256, gradient clipping 0.5-5).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from agent.schemas import CodeChangeKind, PrunerName, SamplerName, SearchParam
 
 
@@ -162,6 +164,7 @@ ADDABLE: dict[str, CodeChangeKind] = {
     "dropout": "add_dropout",
     "optimizer": "change_optimizer",
     "lr_schedule": "change_schedule",
+    "label_smoothing": "add_label_smoothing",
 }
 
 # Words that point at a model family when the idea names no registered task.
@@ -270,3 +273,203 @@ DEFAULT_SEEDS = 3
 EXPLORE_FRACTION = 0.25
 EXPLORE_SHARE = 0.4
 MIN_TRIALS_FOR_EXPLORE = 5
+
+
+# --- controlled comparisons: the techniques an idea can ask about, and the settings it can name ---
+
+
+class Technique(NamedTuple):
+    """A thing an idea can ask "does it help?" or "this or that?" about, as the hyperparameter that sets it.
+
+    A toggle (`value` None) is on or off: off fixes `param` to `off`, on searches it in `on`. A choice fixes
+    `param` to `value`; two choices of one parameter are the arms of an "A or B" question.
+    """
+
+    name: str
+    terms: tuple[str, ...]
+    param: str
+    value: bool | int | float | str | None = None
+    off: bool | int | float | str | None = None
+    on: SearchParam | None = None
+
+
+TECHNIQUES: tuple[Technique, ...] = (
+    Technique("dropout", ("dropout",), "dropout", off=0.0, on=_float("dropout", 0.05, 0.5)),
+    Technique(
+        "label smoothing",
+        ("label smoothing", "smoothed labels"),
+        "label_smoothing",
+        off=0.0,
+        on=_float("label_smoothing", 0.05, 0.2),
+    ),
+    Technique(
+        "weight decay",
+        ("weight decay", "l2 regularization", "l2 regularisation", "l2 penalty"),
+        "weight_decay",
+        off=0.0,
+        on=_float("weight_decay", 1e-5, 1e-2, log=True),
+    ),
+    Technique(
+        "data augmentation",
+        ("augmentation", "data augmentation", "augmented"),
+        "augmentation",
+        off="none",
+        on=_cat("augmentation", "crop", "crop_flip"),
+    ),
+    Technique("AdamW", ("adamw",), "optimizer", value="adamw"),
+    Technique("Adam", ("adam",), "optimizer", value="adam"),
+    Technique(
+        "SGD with momentum",
+        ("sgd", "stochastic gradient descent", "sgd with momentum", "momentum sgd"),
+        "optimizer",
+        value="sgd",
+    ),
+    Technique(
+        "cosine decay",
+        ("cosine", "cosine decay", "cosine annealing", "cosine schedule"),
+        "lr_schedule",
+        value="cosine",
+    ),
+    Technique(
+        "a constant rate",
+        ("constant rate", "constant learning rate", "constant lr", "constant schedule", "no schedule"),
+        "lr_schedule",
+        value="constant",
+    ),
+    Technique("step decay", ("step decay", "step schedule"), "lr_schedule", value="step"),
+    Technique("linear warmup", ("linear warmup", "warmup schedule"), "lr_schedule", value="linear_warmup"),
+)
+
+# Words that make an idea a question about its techniques rather than a request to tune them.
+COMPARISON_TERMS: tuple[str, ...] = (
+    "versus",
+    "vs",
+    "or",
+    "compare",
+    "compared",
+    "comparing",
+    "comparison",
+    "help",
+    "helps",
+    "without",
+    "better",
+    "worse",
+    "improve",
+    "hurt",
+    "effect",
+    "benefit",
+    "matter",
+    "against",
+    "ablation",
+    "ablate",
+)
+
+
+class DataSet(NamedTuple):
+    """A data set an idea can name: the block value that selects it, per task, and whether it ships offline."""
+
+    name: str
+    terms: tuple[str, ...]
+    values: dict[str, str]
+    offline: bool
+
+
+DATASETS: tuple[DataSet, ...] = (
+    DataSet("wine", ("wine",), {"tabular-mlp": "wine"}, True),
+    DataSet("iris", ("iris",), {"tabular-mlp": "iris"}, True),
+    DataSet("breast cancer", ("breast cancer", "wisconsin"), {"tabular-mlp": "breast_cancer"}, True),
+    DataSet(
+        "rotten tomatoes",
+        ("rotten tomatoes",),
+        {"text-classification": "rotten_tomatoes_offline", "lstm-sentiment": "rotten_tomatoes_offline"},
+        True,
+    ),
+    DataSet("CIFAR-10", ("cifar10", "cifar 10"), {"image-classification": "cifar10"}, False),
+    DataSet("CIFAR-100", ("cifar100", "cifar 100"), {"image-classification": "cifar100"}, False),
+    DataSet("IMDB", ("imdb",), {"text-classification": "imdb", "lstm-sentiment": "imdb"}, False),
+    DataSet(
+        "SST-2", ("sst2", "sst 2"), {"text-classification": "glue/sst2", "lstm-sentiment": "glue/sst2"}, False
+    ),
+    DataSet(
+        "AG News",
+        ("ag news", "agnews"),
+        {"text-classification": "ag_news", "lstm-sentiment": "ag_news"},
+        False,
+    ),
+    DataSet("MRPC", ("mrpc",), {"text-classification": "glue/mrpc"}, False),
+    DataSet("MNIST", ("mnist",), {}, False),
+    DataSet("Fashion-MNIST", ("fashion mnist", "fashionmnist"), {}, False),
+)
+
+# The hyperparameter that caps the training split, and the words that name such a cap ("300 training images").
+TRAIN_CAP_PARAM = "max_train_examples"
+TRAIN_CAP_NOUNS: tuple[str, ...] = (
+    "image",
+    "images",
+    "example",
+    "examples",
+    "sample",
+    "samples",
+    "sentence",
+    "sentences",
+    "review",
+    "reviews",
+    "row",
+    "rows",
+    "label",
+    "labels",
+    "labelled examples",
+    "labeled examples",
+    "point",
+    "points",
+    "digit",
+    "digits",
+    "instance",
+    "instances",
+)
+
+# Metrics an idea can name, and the key each task's scripts record it under (if any).
+METRIC_TERMS: dict[str, tuple[str, ...]] = {
+    "accuracy": ("accuracy", "error rate"),
+    "f1_macro": ("f1", "f1 score", "macro f1", "f measure"),
+    "loss": ("loss", "cross entropy", "log loss", "nll"),
+    "top5_accuracy": ("top 5", "top5"),
+    "auc": ("auc", "roc auc", "auroc"),
+    "calibration": ("calibration", "ece", "expected calibration error"),
+    "latency": ("latency", "inference time", "throughput"),
+}
+
+# Conditions no task can honour yet: the words, and why (what would make it possible).
+UNSUPPORTED: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (
+        ("robustness", "robust"),
+        "robustness is judged here only as held-out accuracy on clean data, over seeds; no corrupted, "
+        "shifted or adversarial test set is built in",
+        "add a held-out split with the corruption you care about to the script and report its metric",
+    ),
+    (
+        ("batch norm", "batchnorm", "batch normalization", "batch normalisation", "layer norm"),
+        "no code change adds a normalisation layer yet",
+        "add the layer to the script with a hyperparameter that switches it, then compare arms on it",
+    ),
+    (
+        ("gelu", "silu", "swish", "activation function", "leaky relu"),
+        "no code change swaps activation functions yet",
+        "expose the activation as a hyperparameter in the script's block",
+    ),
+    (
+        ("mixup", "cutmix", "cutout"),
+        "no code change adds mixing augmentations yet",
+        "add the augmentation to the script behind a hyperparameter",
+    ),
+    (
+        ("quantization", "quantisation", "int8", "quantized", "quantised"),
+        "post-training quantisation is not an evaluation the loop can run yet",
+        "quantise the model inside the script's evaluation and report the quantised metric",
+    ),
+    (
+        ("knowledge distillation", "distillation", "distil"),
+        "distillation needs a teacher model, which no task provides",
+        "train a teacher in the script and expose the distillation weight as a hyperparameter",
+    ),
+)

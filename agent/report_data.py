@@ -8,6 +8,7 @@ Optuna storage.
 
 from __future__ import annotations
 
+import statistics
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from agent import runs
+from agent.comparisons import RULE as COMPARISON_RULE
+from agent.comparisons import compare_arms
 from agent.config import Settings
 from agent.report_checks import (
     ReportError,
@@ -35,12 +38,15 @@ from agent.report_sources import (
     target_path,
 )
 from agent.schemas import (
+    ArmComparison,
+    ArmResult,
     Comparison,
     Cost,
     ExperimentPlan,
     Finding,
     Metric,
     Model,
+    NotDone,
     RunInfo,
     RunResult,
     SearchParam,
@@ -50,6 +56,7 @@ from agent.schemas import (
 from agent.verdict import Verdict, better, errors, verdict
 from experiments import registry
 from experiments import storage as storages
+from experiments.stats import metric_values
 
 RESULTS_FILE = "results.json"
 PLAN_FILE = "plan.json"
@@ -146,6 +153,24 @@ class RoundNote(Model):
     revision: list[str] = Field(default_factory=list)
 
 
+class ArmRow(Model):
+    """One arm as the report shows it: its definition, its effort, and its selected configuration's runs."""
+
+    name: str
+    role: str
+    label: str
+    definition: str
+    trials: int
+    strategy: str | None = None
+    best_trial: int | None = None
+    best_validation: float | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    test: dict[int, float] = Field(default_factory=dict, description="held-out metric per seed")
+    validation: dict[int, float] = Field(default_factory=dict, description="validation metric per seed")
+    test_mean: float | None = None
+    test_std: float | None = None
+
+
 class ReportData(Model):
     run_id: str
     kind: str
@@ -160,6 +185,11 @@ class ReportData(Model):
     plan_defaults: dict[str, Any] = Field(default_factory=dict)
     candidate: TrialRecord | None = None
     candidate_strategy: str | None = None
+    candidate_arm: str | None = None
+    arms: list[ArmRow] = Field(default_factory=list)
+    comparisons: list[ArmComparison] = Field(default_factory=list)
+    comparison_rule: str = COMPARISON_RULE
+    not_done: list[NotDone] = Field(default_factory=list)
     comparison: Comparison | None = None
     validation: Comparison | None = None
     seeds: list[SeedRow] = Field(default_factory=list)
@@ -390,11 +420,16 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         ],
     )
     check_selection(view.best, tuning, view.final, view.baseline)
+    arm_results = results.arms if isinstance(results, RunResult) else []
+    for arm in arm_results:
+        own = [t for _, _, s in view.studies if s.arm == arm.name for t in s.trials]
+        check_selection(arm.best, own, arm.final, view.baseline)
     url, where = storage_url(folder, view.storage or info.storage, settings)
     if url is None:
         studies, verification = [s.study_name for _, _, s in view.studies], f"not read back: {where}"
     else:
         evaluations = {"baseline": view.baseline, "final": view.final}
+        evaluations |= {f"arm {a.name} final": a.final for a in arm_results}
         studies = verify_storage(url, info.run_id, folder, [s for _, _, s in view.studies], evaluations)
         verification = f"every trial in results.json was read back from {where} and matches"
     rounds = len({r for r, _, _ in view.studies})
@@ -428,6 +463,11 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         plan=plan,
         candidate=view.best,
         candidate_strategy=view.best_strategy,
+        candidate_arm=results.best_arm if isinstance(results, RunResult) else None,
+        arms=_arm_rows(plan, arm_results, view.metric),
+        # recomputed from the verified runs, never taken from results.json's own sentences
+        comparisons=compare_arms(plan.arms, arm_results, view.metric) if plan else [],
+        not_done=plan.not_done if plan else [],
         comparison=view.comparison,
         validation=view.validation,
         seeds=_seed_rows(view.metric.name, view.baseline, view.final),
@@ -491,3 +531,29 @@ def _study_title(view: _Studies) -> str:
     samplers = ", ".join(sorted({s.sampler for _, _, s in view.studies})) or "no"
     trials = sum(len(s.trials) for _, _, s in view.studies)
     return f"{view.task}, {samplers} search over {trials} trials"
+
+
+def _arm_rows(plan: ExperimentPlan | None, results: list[ArmResult], metric: Metric) -> list[ArmRow]:
+    arms = {a.name: a for a in plan.arms} if plan else {}
+    rows = []
+    for r in results:
+        test = metric_values(r.final, f"test_{metric.name}")
+        values = list(test.values())
+        rows.append(
+            ArmRow(
+                name=r.name,
+                role=r.role,
+                label=r.label or r.name,
+                definition=arms[r.name].describe() if r.name in arms else "",
+                trials=r.trials,
+                strategy=r.strategy,
+                best_trial=r.best.number if r.best else None,
+                best_validation=r.best.value if r.best else None,
+                params=r.best.params if r.best else {},
+                test=test,
+                validation=metric_values(r.final, metric.name),
+                test_mean=statistics.fmean(values) if values else None,
+                test_std=statistics.stdev(values) if len(values) > 1 else None,
+            )
+        )
+    return rows

@@ -114,7 +114,13 @@ class Phase(Model):
 
 
 CodeChangeKind = Literal[
-    "set_default", "expose_constant", "add_dropout", "change_optimizer", "change_schedule", "free_form"
+    "set_default",
+    "expose_constant",
+    "add_dropout",
+    "add_label_smoothing",
+    "change_optimizer",
+    "change_schedule",
+    "free_form",
 ]
 
 
@@ -154,6 +160,48 @@ class TokenUsage(Model):
         )
 
 
+Setting = bool | int | float | str
+ArmRole = Literal["control", "treatment"]
+ArmVerdict = Literal["better", "no detectable difference", "worse", "failed"]
+
+
+class Arm(Model):
+    """One condition of a controlled comparison: what is fixed or searched in it, on top of the shared space.
+
+    Arms differ only in `fixed` and `search`; everything else (the shared search space, trials, sampler,
+    pruner, seeds, data) is the same in every arm, so a difference between arms is the difference they define.
+    """
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    role: ArmRole
+    label: str = Field(default="", description="how the report names the arm, e.g. 'no dropout'")
+    technique: str = Field(
+        default="", description="what the arm adds, e.g. 'dropout'; empty for a control that lacks it"
+    )
+    fixed: dict[str, Setting] = Field(default_factory=dict, description="hyperparameters fixed in this arm")
+    search: list[SearchParam] = Field(
+        default_factory=list, description="hyperparameters searched only in this arm"
+    )
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+    def describe(self) -> str:
+        """The arm's definition in one line: its fixed values and its own searched ranges."""
+        parts = [f"{k} = {v!r}" for k, v in self.fixed.items()]
+        parts += [f"{p.name} searched in {p.describe()}" for p in self.search]
+        return ", ".join(parts) or "the script's current settings"
+
+
+class NotDone(Model):
+    """A condition the idea names that the plan does not honour: said on the first screen, never dropped."""
+
+    condition: str
+    reason: str
+    remedy: str = Field(default="", description="what would make it possible")
+
+
 class ExperimentPlan(Model):
     title: str = Field(min_length=1, max_length=200)
     idea: str
@@ -170,6 +218,19 @@ class ExperimentPlan(Model):
     budget: Budget = Field(default_factory=Budget)
     phases: list[Phase] = Field(default_factory=list)
     code_changes: list[CodeChangeIntent] = Field(default_factory=list)
+    arms: list[Arm] = Field(
+        default_factory=list,
+        description="the conditions compared, each tuned with the same budget; empty: one tuned arm "
+        "against the script's defaults",
+    )
+    conditions: dict[str, Setting] = Field(
+        default_factory=dict,
+        description="settings every arm and the defaults reference run with, e.g. the data set or a cap on "
+        "training examples that the idea names",
+    )
+    not_done: list[NotDone] = Field(
+        default_factory=list, description="conditions the idea names that this plan does not honour, and why"
+    )
     notes: list[str] = Field(
         default_factory=list, description="assumptions the planner made, e.g. which task it chose and why"
     )
@@ -184,6 +245,39 @@ class ExperimentPlan(Model):
         if dupes:
             raise ValueError(f"search_space: duplicate parameter names {dupes}")
         return space
+
+    @model_validator(mode="after")
+    def _check_arms(self) -> ExperimentPlan:
+        if not self.arms:
+            return self
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arms: duplicate arm names {names}")
+        controls = [a.name for a in self.arms if a.role == "control"]
+        if len(self.arms) == 1 and controls:
+            raise ValueError("arms: a single arm is a treatment compared with the defaults, not a control")
+        if len(self.arms) > 1 and len(controls) != 1:
+            raise ValueError(f"arms: a comparison needs exactly one control arm (got {len(controls)})")
+        shared = {p.name for p in self.search_space}
+        for arm in self.arms:
+            own = [p.name for p in arm.search]
+            clash = sorted((shared | set(self.conditions)) & (set(arm.fixed) | set(own)))
+            if clash:
+                raise ValueError(
+                    f"arms[{arm.name}]: {clash} are shared by every arm (search_space or conditions); an arm "
+                    "may only fix or search what sets it apart"
+                )
+            both = sorted(set(arm.fixed) & set(own))
+            if both:
+                raise ValueError(f"arms[{arm.name}]: {both} are both fixed and searched")
+        return self
+
+    def arm_list(self) -> list[Arm]:
+        """The arms to run: the plan's, or one treatment (tuned against the defaults) when it names none."""
+        return self.arms or [Arm(name="tuned", role="treatment", label="tuned")]
+
+    def control(self) -> Arm | None:
+        return next((a for a in self.arms if a.role == "control"), None)
 
 
 class FileEdit(Model):
@@ -255,6 +349,7 @@ class Cost(Model):
 
 class StudyResult(Model):
     study_name: str
+    arm: str = Field(default="", description="the plan arm this study tuned; empty outside a run")
     storage: str = Field(description="storage URL with any password removed")
     task: str
     sampler: str
@@ -287,6 +382,7 @@ class Finding(Model):
     param: str | None = None
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
+    arm: str = Field(default="", description="the plan arm whose study it was read off; empty outside arms")
 
 
 class RoundResult(Model):
@@ -302,6 +398,29 @@ class RoundResult(Model):
     )
 
 
+class ArmResult(Model):
+    """One arm after tuning: its selected configuration and that configuration re-run over the seeds."""
+
+    name: str
+    role: ArmRole
+    label: str = ""
+    best: TrialRecord | None = Field(default=None, description="chosen on validation among the arm's trials")
+    final: list[TrialRecord] = Field(default_factory=list, description="best re-run over seeds, held-out")
+    strategy: str | None = Field(default=None, description="the sampler whose study found `best`")
+    trials: int = Field(default=0, description="tuning trials the arm ran (its effort)")
+
+
+class ArmComparison(Model):
+    """A treatment against the control, paired by seed on the held-out split, Holm-corrected across treatments."""
+
+    treatment: str
+    control: str
+    comparison: Comparison | None = None
+    p_adjusted: float | None = None
+    verdict: ArmVerdict
+    statement: str
+
+
 class RunResult(Model):
     """results.json of `research-loop run`: every round, then the finalists on the held-out split."""
 
@@ -310,10 +429,13 @@ class RunResult(Model):
     rounds: list[RoundResult]
     best: TrialRecord | None = None
     best_strategy: str | None = None
+    best_arm: str | None = Field(default=None, description="with several arms, the one the patch carries")
     baseline: list[TrialRecord] = Field(default_factory=list)
     final: list[TrialRecord] = Field(default_factory=list)
     comparison: Comparison | None = None
     validation: Comparison | None = None
+    arms: list[ArmResult] = Field(default_factory=list)
+    comparisons: list[ArmComparison] = Field(default_factory=list)
     cost: Cost = Field(default_factory=Cost)
     stop_reason: str = ""
 

@@ -4,6 +4,7 @@ The split never depends on the training seed, so a baseline and a candidate alwa
 
 A script names its data set with one string (`dataset = ...` in its hyperparameter block):
 - a built-in that works offline: `rotten_tomatoes_offline` (text), `digits_offline` (images);
+- one of scikit-learn's bundled tables, for the tabular task: `breast_cancer`, `wine`, `iris`, `digits`;
 - a local file or folder: csv / tsv / jsonl / json / parquet with text and label columns, a folder holding
   train.* / validation.* / test.* tables, or a folder of class subfolders (`.txt` files or images), optionally
   under train/ validation/ test/ folders;
@@ -109,34 +110,75 @@ def subset(indices: np.ndarray, fraction: float) -> np.ndarray:
     return indices[: max(1, int(round(len(indices) * fraction)))]
 
 
+def train_subset(indices: np.ndarray, fraction: float = 1.0, max_train: int = 0) -> np.ndarray:
+    """The training split cut to its first `max_train` examples (0 keeps all), then to `fraction` of those.
+
+    The cap comes first so that a script's `max_train_examples` fixes the training set of every run, arm and
+    seed (the split is shuffled with a fixed seed), and data_fraction still explores below it.
+    """
+    if max_train < 0:
+        raise ValueError(f"max_train_examples must be 0 (all) or a positive count, got {max_train}")
+    return subset(indices[:max_train] if max_train else indices, fraction)
+
+
 def tensor_splits(
-    x: np.ndarray, y: np.ndarray, data_fraction: float = 1.0, x_dtype: torch.dtype = torch.float32
+    x: np.ndarray,
+    y: np.ndarray,
+    data_fraction: float = 1.0,
+    x_dtype: torch.dtype = torch.float32,
+    max_train: int = 0,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     train, val, test = three_way_split(y)
-    train = subset(train, data_fraction)
+    train = train_subset(train, data_fraction, max_train)
     return {
         name: (torch.as_tensor(x[idx], dtype=x_dtype), torch.as_tensor(y[idx], dtype=torch.long))
         for name, idx in (("train", train), ("validation", val), ("test", test))
     }
 
 
-def digits(data_fraction: float = 1.0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def digits(data_fraction: float = 1.0, max_train: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), scaled to [0, 1], as N x 1 x 8 x 8."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
-    return tensor_splits(x, bunch.target, data_fraction)
+    return tensor_splits(x, bunch.target, data_fraction, max_train=max_train)
 
 
-def breast_cancer(data_fraction: float = 1.0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """scikit-learn's bundled Wisconsin breast cancer table (569 x 30), standardised on the train split."""
-    from sklearn.datasets import load_breast_cancer
+# scikit-learn's bundled tables, by the name a script's `dataset = ...` gives, and their sklearn.datasets loader:
+# breast cancer 569 x 30 (2 classes), wine 178 x 13 (3), iris 150 x 4 (3), digits 1,797 x 64 pixels (10).
+TABLES: dict[str, str] = {
+    "breast_cancer": "load_breast_cancer",
+    "wine": "load_wine",
+    "iris": "load_iris",
+    "digits": "load_digits",
+}
 
-    bunch = load_breast_cancer()
-    splits = tensor_splits(bunch.data.astype(np.float32), bunch.target, data_fraction)
-    mean, std = splits["train"][0].mean(0), splits["train"][0].std(0) + 1e-6
-    return {name: ((x - mean) / std, y) for name, (x, y) in splits.items()}
+
+@dataclass(frozen=True)
+class TableData:
+    name: str
+    classes: list[str]
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]  # N x features floats, class indices
+
+
+def tabular(name: str, data_fraction: float = 1.0, max_train: int = 0) -> TableData:
+    """One of scikit-learn's bundled tables (TABLES), split once and for all, standardised on the train split.
+
+    A feature that is constant on the train split (a digits border pixel, or any column of a small capped
+    split) is only centred: dividing by its zero spread would blow the other splits up.
+    """
+    if name not in TABLES:
+        raise ValueError(f"unknown table {name!r}: choose {', '.join(TABLES)}")
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, TABLES[name])()
+    splits = tensor_splits(bunch.data.astype(np.float32), bunch.target, data_fraction, max_train=max_train)
+    train = splits["train"][0]
+    std = train.std(0)
+    mean, std = train.mean(0), torch.where(std > 0, std, torch.ones_like(std)) + 1e-6
+    classes = [str(c) for c in bunch.target_names]
+    return TableData(name, classes, {split: ((x - mean) / std, y) for split, (x, y) in splits.items()})
 
 
 # --- labelled examples from any source, before the split ---
@@ -306,8 +348,7 @@ def load_text(dataset: str, data_fraction: float = 1.0, max_train: int = 0) -> T
     """A text classification set, split once and for all; the training split is cut to its first
     `max_train` examples (0 keeps all) and then to `data_fraction` of those."""
     source, index = _text_source(dataset)
-    train = index["train"][:max_train] if max_train > 0 else index["train"]
-    index = {**index, "train": subset(train, data_fraction)}
+    index = {**index, "train": train_subset(index["train"], data_fraction, max_train)}
     return TextData(dataset, source.classes, {name: _text_split(source, idx) for name, idx in index.items()})
 
 
@@ -389,11 +430,12 @@ class ImageData:
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]  # N x C x size x size floats, class indices
 
 
-def load_images(dataset: str, image_size: int, data_fraction: float = 1.0) -> ImageData:
+def load_images(dataset: str, image_size: int, data_fraction: float = 1.0, max_train: int = 0) -> ImageData:
     """An image classification set at `image_size` pixels square, split once and for all, standardised per
-    channel with the training split's mean and spread."""
+    channel with the training split's mean and spread; the training split is cut to its first `max_train`
+    examples (0 keeps all) and then to `data_fraction` of those."""
     classes, x, y, index = _image_source(dataset, int(image_size))
-    index = {**index, "train": subset(index["train"], data_fraction)}
+    index = {**index, "train": train_subset(index["train"], data_fraction, max_train)}
     train = x[index["train"]]
     mean, std = train.mean(dim=(0, 2, 3), keepdim=True), train.std(dim=(0, 2, 3), keepdim=True) + 1e-6
     return ImageData(dataset, classes, {name: ((x[idx] - mean) / std, y[idx]) for name, idx in index.items()})
@@ -460,11 +502,14 @@ def check_available(hparams: Mapping[str, Any]) -> None:
 
     The data set is loaded for real (a second or two for the built-ins and for cached hub sets, which are
     memory-mapped); on a machine with network that also fills the cache once, before workers race to. A model
-    is only looked for. A block with `image_size` is read as an image task, any other as a text task.
+    is only looked for. A block with `image_size` is read as an image task; a bundled table's name (TABLES) is
+    always available; any other block with a `dataset` is read as a text task.
     """
     if "model_name" in hparams:
         hub.check_model(str(hparams["model_name"]))
     if "dataset" not in hparams:
+        return
+    if "image_size" not in hparams and str(hparams["dataset"]) in TABLES:
         return
     if "image_size" in hparams:
         load_images(str(hparams["dataset"]), int(hparams["image_size"]))

@@ -84,9 +84,12 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             name="tabular-mlp",
-            description="MLP on scikit-learn's breast cancer table (569 rows, 30 features, 2 classes)",
+            description=(
+                "MLP on a scikit-learn table (default: breast cancer, 569 rows, 30 features, 2 classes; "
+                "also wine, iris or the digits' 64 pixels)"
+            ),
             script=TASKS_DIR / "tabular_mlp.py",
-            data="sklearn breast cancer (bundled, offline)",
+            data="sklearn breast cancer (bundled, offline); wine, iris or digits tables",
             model="MLP",
             family="mlp",
             metric=_ACCURACY,
@@ -98,7 +101,18 @@ TASKS: dict[str, Task] = {
                 _int("layers", 1, 3),
                 _int("epochs", 5, 30),
             ],
-            keywords=("tabular", "table", "mlp", "breast", "cancer", "medical", "feature"),
+            keywords=(
+                "tabular",
+                "table",
+                "mlp",
+                "breast",
+                "cancer",
+                "breast cancer",
+                "medical",
+                "feature",
+                "wine",
+                "iris",
+            ),
         ),
         Task(
             name="text-classification",

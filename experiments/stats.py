@@ -1,4 +1,5 @@
-"""Paired comparison of a candidate against the baseline over the same seeds."""
+"""Paired comparison of a candidate against the baseline over the same seeds, and Holm's correction for
+several such comparisons in one run."""
 
 from __future__ import annotations
 
@@ -58,3 +59,19 @@ def compare(
         noise_floor=statistics.stdev(b) if n > 1 else 0.0,
         n_seeds=n,
     )
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None and does not count as a test).
+
+    Sorted ascending, the k-th smallest of m p-values is multiplied by m - k + 1, and the running maximum keeps
+    the adjusted values in the same order: rejecting where adjusted p < alpha holds the family-wise error at
+    alpha without assuming the tests are independent.
+    """
+    ranked = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    out: list[float | None] = [None] * len(p_values)
+    running, m = 0.0, len(ranked)
+    for k, (p, i) in enumerate(ranked):
+        running = max(running, min(1.0, (m - k) * p))
+        out[i] = running
+    return out

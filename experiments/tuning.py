@@ -37,6 +37,9 @@ class TuningConfig(BaseModel):
     data_fraction: float = Field(default=1.0, gt=0, le=1)
     trial_timeout_s: float = 600
     warm_start: list[dict[str, Any]] = Field(default_factory=list, description="configurations tried first")
+    fixed: dict[str, Any] = Field(
+        default_factory=dict, description="hyperparameters every tuning trial runs with (an arm's settings)"
+    )
 
 
 ProgressFn = Callable[[str, Progress], None]
@@ -110,11 +113,13 @@ def tune(
 ) -> list[TrialRecord]:
     """One tuning study on the validation split: cfg.trials tickets, warm starts first."""
     if cfg.sampler == "grid":
-        fixed = grid(space, cfg.trials, cfg.seed)
+        points = grid(space, cfg.trials, cfg.seed)
     else:
-        fixed = warm_start(space, cfg.warm_start)
-        fixed = fixed[: cfg.trials] + [{}] * max(0, cfg.trials - len(fixed))
-    tickets = [Ticket(params=p, seed=cfg.seed, data_fraction=cfg.data_fraction) for p in fixed]
+        points = warm_start(space, cfg.warm_start)
+        points = points[: cfg.trials] + [{}] * max(0, cfg.trials - len(points))
+    tickets = [
+        Ticket(params=p, hparams=cfg.fixed, seed=cfg.seed, data_fraction=cfg.data_fraction) for p in points
+    ]
     spec = _spec(name, task, workspace, cfg, space, cfg.sampler, cfg.pruner)
     return run_study(
         url, spec, tickets, workspace, cfg.workers, _reporter(f"tune {cfg.sampler}", on_progress), timeout_s

@@ -60,12 +60,8 @@ def names(plan: ExperimentPlan) -> list[str]:
         ("Grid search over the learning rate of the digits CNN, 12 trials", ["grid", "random"], 12, "median"),
         ("Tune the digits CNN with TPE and hyperband, 40 trials", ["tpe", "random"], 40, "hyperband"),
         ("Random search on the digits CNN without pruning", ["random"], 30, "none"),
-        (
-            "Does dropout help a small CNN on handwritten digits, 30 trials?",
-            ["default", "random"],
-            30,
-            "median",
-        ),
+        # a comparison of arms: every arm tuned by the same strategy, no reference sampler added
+        ("Does dropout help a small CNN on handwritten digits, 30 trials?", ["default"], 30, "median"),
         ("CMA-ES versus quasi-random Sobol sampling for the CNN", ["cmaes", "qmc", "random"], 30, "median"),
     ],
 )
@@ -108,10 +104,13 @@ def test_image_classification_idea_picks_an_image_task_with_its_registered_range
     assert explore.name == "explore" and explore.data_fraction < 1
 
 
-def test_dropout_question_searches_dropout_with_the_learning_rate_under_its_budget() -> None:
+def test_dropout_question_compares_arms_that_each_tune_the_learning_rate_under_its_budget() -> None:
     plan = offline("Does dropout help a small CNN on handwritten digits under a 30-trial budget?")
     assert plan.task == "digits-cnn"
-    assert names(plan) == ["dropout", "learning_rate"]
+    assert names(plan) == ["learning_rate"]
+    control, treatment = plan.arms
+    assert (control.role, control.fixed, control.search) == ("control", {"dropout": 0.0}, [])
+    assert (treatment.role, [p.name for p in treatment.search]) == ("treatment", ["dropout"])
     assert plan.budget.trials == 30
     assert plan.code_changes == []  # the script already has a dropout hyperparameter
     assert plan.metric == Metric(name="accuracy", direction="maximize")
@@ -199,7 +198,7 @@ def test_script_spellings_of_a_hyperparameter_are_all_searched_with_the_family_p
         keywords=("review",),
     )
     monkeypatch.setitem(registry.TASKS, task.name, task)
-    plan = offline("Does dropout help BERT on reviews?", task=task.name)
+    plan = offline("Tune the dropout of BERT on reviews", task=task.name)
     assert plan.task == "text-bert"
     assert plan.code_changes == []
     assert [(p.name, p.low, p.high, p.log) for p in plan.search_space] == [
@@ -218,7 +217,9 @@ def test_dropout_idea_on_a_script_without_dropout_plans_the_code_change(
     monkeypatch.setitem(registry.TASKS, task.name, task)
     plan = offline("Does dropout help my model?", task=task.name)
     assert [(c.kind, c.target) for c in plan.code_changes] == [("add_dropout", "dropout")]
-    assert names(plan) == ["dropout", "learning_rate"]
+    assert names(plan) == ["learning_rate"]
+    assert [a.fixed for a in plan.arms] == [{"dropout": 0.0}, {}]
+    assert [p.name for p in plan.arms[1].search] == ["dropout"]
 
 
 @pytest.mark.parametrize(
@@ -331,9 +332,10 @@ def test_plan_markdown_has_every_section_and_the_hyperparameter_table() -> None:
     positions = [text.index(f"\n## {s}\n") for s in sections]
     assert positions == sorted(positions)
     assert "| `learning_rate` | float | 0.0001 .. 0.01 | log | 0.001 |" in text
-    assert "| `dropout` | float | 0 .. 0.5 | linear | 0.0 |" in text
+    assert "| dropout (`dropout`) | treatment | – | `dropout` in 0.05 .. 0.5 |" in text
+    assert "| no dropout (`no-dropout`) | control | `dropout = 0.0` | – |" in text
     assert "| 1 | explore | 25% | 12 |" in text
-    assert "60 in all" in text
+    assert "60 tuning trials in all" in text
     context = planner.plan_context(plan, level=3)
     nested = templates.environment().get_template("_plan.md.j2").render(**context)
     assert nested.startswith("### Objective\n") and "\n## " not in nested

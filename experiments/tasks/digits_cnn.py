@@ -2,6 +2,8 @@
 
 Offline, a second or two per trial on a laptop CPU. research-loop edits the hyperparameter block below and
 calls `run`; everything after the block is an ordinary PyTorch training script.
+`max_train_examples` caps the training split (0 keeps all 1,077 of its examples), the same subset for every
+run and seed.
 """
 
 import torch
@@ -19,6 +21,7 @@ dropout = 0.0
 weight_decay = 0.0
 channels = 8
 optimizer = "adamw"
+max_train_examples = 0
 # --- end hyperparameters ---
 HYPERPARAMETERS = block_defaults(__file__)
 
@@ -55,7 +58,7 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
     hp = {**HYPERPARAMETERS, **(hparams or {})}
     generator = seed_everything(seed)
     dev = resolve_device(device)
-    splits = data.digits(data_fraction)
+    splits = data.digits(data_fraction, max_train=int(hp["max_train_examples"]))
     x_train, y_train = splits["train"]
 
     model = DigitsCNN(int(hp["channels"]), float(hp["dropout"])).to(dev)

@@ -4,6 +4,7 @@ Offline by default: scikit-learn's bundled 8x8 handwritten digits, upsampled to 
 (`width = 16`, a quarter of the paper's 64) so that a trial takes seconds on a CPU. For CIFAR-10 set
 `dataset = "cifar10"` (from the Hugging Face cache, or downloaded into it when the hub can be reached),
 `image_size = 32` and `width = 64`; a local folder with one subfolder of images per class works too.
+`max_train_examples` caps the training split (0 keeps all), the same subset for every run and seed.
 """
 
 import torch
@@ -35,6 +36,7 @@ lr_schedule = "cosine"
 dropout = 0.0
 augmentation = "none"
 width = 16
+max_train_examples = 0
 # --- end hyperparameters ---
 HYPERPARAMETERS = block_defaults(__file__)
 
@@ -123,7 +125,9 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
         raise ValueError(f"augmentation must be none, crop or crop_flip, not {hp['augmentation']!r}")
     generator = seed_everything(seed)
     dev = resolve_device(device)
-    images = data.load_images(hp["dataset"], int(hp["image_size"]), data_fraction)
+    images = data.load_images(
+        hp["dataset"], int(hp["image_size"]), data_fraction, max_train=int(hp["max_train_examples"])
+    )
     x_train, y_train = images.splits["train"]
 
     model = ResNet18(x_train.shape[1], len(images.classes), int(hp["width"]), float(hp["dropout"])).to(dev)

@@ -1,0 +1,109 @@
+"""The answer to the idea's question: every treatment arm against the control, on the held-out split.
+
+Each arm's selected configuration was re-run over the same seeds, so the comparison is paired by seed
+(difference, 95% t-interval, paired t-test). With several treatments, Holm's step-down correction adjusts
+the p-values, so that the chance of calling any identical treatment better or worse stays at ALPHA. A
+treatment is *better* or *worse* when its adjusted p < ALPHA and the difference exceeds the noise floor (the
+control's standard deviation across seeds); otherwise there is *no detectable difference*.
+"""
+
+from __future__ import annotations
+
+from agent.schemas import Arm, ArmComparison, ArmResult, ArmVerdict, Comparison, Metric
+from agent.verdict import ALPHA, better, fmt_p, signed
+from experiments import stats
+
+RULE = (
+    "each treatment arm against the control, paired by seed on the held-out split; *better* / *worse* when "
+    f"the Holm-adjusted paired t-test p < {ALPHA:g} across the treatments and |difference| exceeds the noise "
+    "floor (the control's std across seeds); otherwise *no detectable difference*"
+)
+
+
+def _p(c: Comparison) -> float | None:
+    """The test's p-value; identical non-zero differences on every seed leave t undefined but certain."""
+    if c.p_value is not None:
+        return c.p_value
+    return 0.0 if c.n_seeds > 1 and c.difference != 0 else None
+
+
+def compare_arms(arms: list[Arm], results: list[ArmResult], metric: Metric) -> list[ArmComparison]:
+    """One comparison per treatment arm (none for a plan without a control)."""
+    control = next((a for a in arms if a.role == "control"), None)
+    if control is None:
+        return []
+    by_name = {r.name: r for r in results}
+    treatments = [a for a in arms if a.role == "treatment"]
+    base = by_name.get(control.name)
+    raw = [
+        stats.compare(by_name[t.name].final, base.final, metric, "test")
+        if base is not None and t.name in by_name
+        else None
+        for t in treatments
+    ]
+    adjusted = stats.holm([None if c is None else _p(c) for c in raw])
+    return [
+        _judge(t, control, c, p, metric, by_name) for t, c, p in zip(treatments, raw, adjusted, strict=True)
+    ]
+
+
+def _judge(
+    treatment: Arm,
+    control: Arm,
+    c: Comparison | None,
+    p_adjusted: float | None,
+    metric: Metric,
+    results: dict[str, ArmResult],
+) -> ArmComparison:
+    if c is None:
+        return ArmComparison(
+            treatment=treatment.name,
+            control=control.name,
+            verdict="failed",
+            statement=f"{treatment.title} vs {control.title}: no seed has a finished run of both arms",
+        )
+    significant = p_adjusted is not None and p_adjusted < ALPHA
+    verdict: ArmVerdict = "no detectable difference"
+    if significant and abs(c.difference) > c.noise_floor:
+        verdict = "better" if better(c.difference, 0.0, metric.direction) else "worse"
+    return ArmComparison(
+        treatment=treatment.name,
+        control=control.name,
+        comparison=c,
+        p_adjusted=p_adjusted,
+        verdict=verdict,
+        statement=f"{_claim(treatment, control, verdict)}: {_evidence(c, p_adjusted, treatment, control, results)}",
+    )
+
+
+def _claim(treatment: Arm, control: Arm, verdict: ArmVerdict) -> str:
+    """The answer in the idea's words: "dropout helps" for with/without, "SGD is worse than Adam" for A or B."""
+    t, c = treatment.title, control.title
+    if treatment.technique and not control.technique:
+        return {
+            "better": f"{t} helps",
+            "worse": f"{t} hurts",
+            "no detectable difference": f"no detectable effect of {t}",
+        }[verdict]
+    return {
+        "better": f"{t} is better than {c}",
+        "worse": f"{t} is worse than {c}",
+        "no detectable difference": f"no detectable difference between {t} and {c}",
+    }[verdict]
+
+
+def _evidence(
+    c: Comparison, p_adjusted: float | None, treatment: Arm, control: Arm, results: dict[str, ArmResult]
+) -> str:
+    ci = "no interval (one seed)" if c.ci_low is None else f"95% CI [{signed(c.ci_low)}, {signed(c.ci_high)}]"
+    text = (
+        f"{signed(c.difference)} held-out {c.metric} ({ci}, p = {fmt_p(c.p_value)}, Holm-adjusted "
+        f"p = {fmt_p(p_adjusted)}, {c.n_seeds} seed{'s' if c.n_seeds != 1 else ''})"
+    )
+    efforts = {results[a.name].trials for a in (treatment, control) if a.name in results}
+    if len(efforts) > 1:
+        text += (
+            f"; caution: unequal effort, {results[treatment.name].trials} tuning trials against "
+            f"{results[control.name].trials}"
+        )
+    return text

@@ -1,0 +1,237 @@
+"""Controlled comparisons: arms tuned with equal budgets, compared on held-out seeds with Holm's correction."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent import loop, reporting
+from agent.comparisons import compare_arms
+from agent.config import Settings
+from agent.plan_rules import PlanInvalid, check_plan
+from agent.planner import make_plan
+from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan, Metric, SearchParam, TrialRecord
+from experiments import registry
+from experiments.stats import holm
+
+ACCURACY = Metric(name="accuracy", direction="maximize")
+
+
+def plan_for(idea: str):
+    return make_plan(idea, Settings())
+
+
+def arms_of(plan) -> dict[str, Arm]:
+    return {a.name: a for a in plan.arms}
+
+
+def test_label_smoothing_or_dropout_gives_control_and_one_arm_each_on_300_images():
+    plan = plan_for(
+        "Does label smoothing or dropout give more robustness for a small convolutional net on 8x8 digits "
+        "when only 300 training images are available?"
+    )
+    arms = arms_of(plan)
+    assert plan.task == "digits-cnn"
+    assert [a.role for a in plan.arms] == ["control", "treatment", "treatment"]
+    assert arms["control"].fixed == {"label_smoothing": 0.0, "dropout": 0.0}
+    assert [p.name for p in arms["label-smoothing"].search] == ["label_smoothing"]
+    assert arms["label-smoothing"].fixed == {"dropout": 0.0}
+    assert [p.name for p in arms["dropout"].search] == ["dropout"]
+    assert all(p.low > 0 for a in plan.arms for p in a.search)  # "with X" never includes "without X"
+    assert plan.conditions == {"max_train_examples": 300}
+    assert [c.kind for c in plan.code_changes] == ["add_label_smoothing"]
+    assert "label_smoothing" not in {p.name for p in plan.search_space}
+    assert [n.condition for n in plan.not_done] == ["robustness"]
+
+
+def test_cosine_versus_constant_runs_on_the_wine_data_it_names():
+    plan = plan_for("Cosine learning-rate decay versus a constant rate for an MLP on the wine data")
+    assert plan.task == "tabular-mlp"
+    assert plan.conditions == {"dataset": "wine"}
+    assert plan.datasets == ["wine"]
+    control, treatment = plan.arms
+    assert (control.role, control.fixed) == ("control", {"lr_schedule": "constant"})
+    assert (treatment.role, treatment.fixed) == ("treatment", {"lr_schedule": "cosine"})
+    assert [(c.kind, c.target) for c in plan.code_changes] == [("change_schedule", "lr_schedule")]
+    assert plan.not_done == []
+
+
+def test_adam_or_sgd_keeps_the_scripts_own_optimizer_as_control():
+    plan = plan_for("Compare Adam and SGD with momentum for the LSTM sentiment model")
+    assert plan.task == "lstm-sentiment"
+    control, treatment = plan.arms
+    assert control.fixed == {"optimizer": "adam"}  # lstm_sentiment.py builds torch.optim.Adam
+    assert treatment.fixed == {"optimizer": "sgd"}
+    assert [c.kind for c in plan.code_changes] == ["change_optimizer"]
+    assert "optimizer" not in {p.name for p in plan.search_space}
+    assert plan.samplers == ["default"]
+
+
+def test_does_dropout_help_gives_equal_budgets_per_arm_and_states_the_total():
+    plan = plan_for("Does dropout help a small CNN on handwritten digits under a 12-trial budget?")
+    control, treatment = plan.arms
+    assert control.fixed == {"dropout": 0.0} and not control.search
+    assert treatment.search[0].name == "dropout" and not treatment.fixed
+    assert [p.name for p in plan.search_space] == ["learning_rate"]
+    assert plan.budget.trials == 12
+    assert any("24 tuning trials in all" in n for n in plan.notes)
+
+
+def test_an_idea_without_a_comparison_keeps_one_tuned_arm():
+    plan = plan_for("Low-resource Bayesian hyperparameter optimization for image classification")
+    assert plan.arms == []
+    assert [a.name for a in plan.arm_list()] == ["tuned"]
+
+
+def test_a_data_set_the_task_cannot_load_is_listed_as_not_done():
+    plan = plan_for("Does dropout help an MLP on the MNIST data?")
+    assert any(n.condition == "data set MNIST" for n in plan.not_done)
+    assert "MNIST" not in " ".join(plan.datasets)
+
+
+def _plan(**update) -> ExperimentPlan:
+    base = ExperimentPlan(
+        title="t",
+        idea="i",
+        objective="o",
+        hypothesis="h",
+        task="tabular-mlp",
+        search_space=[SearchParam(name="learning_rate", kind="float", low=3e-4, high=6e-4, log=True)],
+        metric=ACCURACY,
+        samplers=["random"],
+        pruner="none",
+        budget=Budget(trials=3, seeds=5, rounds=1),
+    )
+    return base.model_copy(update=update)
+
+
+def test_arms_must_set_the_scripts_hyperparameters():
+    plan = _plan(
+        arms=[
+            Arm(name="a", role="control", fixed={"epochs": 10}),
+            Arm(name="b", role="treatment", fixed={"no_such_knob": 1}),
+        ]
+    )
+    with pytest.raises(PlanInvalid, match="no_such_knob"):
+        check_plan(plan, Settings())
+
+
+def test_a_comparison_needs_exactly_one_control():
+    with pytest.raises(ValueError, match="exactly one control"):
+        ExperimentPlan.model_validate(
+            {
+                **_plan().model_dump(),
+                "arms": [{"name": "a", "role": "treatment"}, {"name": "b", "role": "treatment"}],
+            }
+        )
+
+
+def _runs(values: list[float]) -> list[TrialRecord]:
+    return [
+        TrialRecord(number=s, state="COMPLETE", seed=s, value=v, metrics={"accuracy": v, "test_accuracy": v})
+        for s, v in enumerate(values)
+    ]
+
+
+def test_holm_turns_two_borderline_wins_into_no_detectable_difference():
+    # Differences (treatment - control) per seed: a = [+.01, +.03, +.02, +.04] has mean .025, sd .0129,
+    # t = .025 / (.0129 / 2) = 3.873 on 3 df: p = 0.0305. b = [+.02, +.01, +.04, +.01]: mean .02,
+    # sd .01414, t = 2.828: p = 0.0663... so b alone is not significant; c = [+.01, +.03, +.02, +.035]:
+    # mean .02375, sd .01109, t = 4.28, p = 0.0235. Holm over (a, c): sorted .0235 * 2 = .047, then
+    # max(.047, .0305 * 1) = .047: both stay below .05. Over (a, b): .0305 * 2 = .061 > .05: a flips.
+    control = _runs([0.80, 0.80, 0.80, 0.80])
+    a = _runs([0.81, 0.83, 0.82, 0.84])
+    b = _runs([0.82, 0.81, 0.84, 0.81])
+    arms = [Arm(name="c", role="control"), Arm(name="a", role="treatment"), Arm(name="b", role="treatment")]
+    results = [
+        ArmResult(name=n, role=r, final=f)
+        for n, r, f in (("c", "control", control), ("a", "treatment", a), ("b", "treatment", b))
+    ]
+
+    alone = compare_arms(arms[:2], results[:2], ACCURACY)
+    assert alone[0].comparison.p_value == pytest.approx(0.0305, abs=5e-4)
+    assert alone[0].verdict == "better"
+
+    both = compare_arms(arms, results, ACCURACY)
+    assert both[0].p_adjusted == pytest.approx(2 * 0.0305, abs=1e-3)
+    assert [c.verdict for c in both] == ["no detectable difference", "no detectable difference"]
+    assert holm([0.0305, 0.0663]) == pytest.approx([0.061, 0.0663], abs=1e-3)
+
+
+def test_holm_keeps_order_and_skips_missing_tests():
+    assert holm([0.01, None, 0.04, 0.03]) == [0.03, None, 0.06, 0.06]
+
+
+@pytest.fixture(scope="module")
+def three_arm_run(tmp_path_factory) -> Path:
+    """A real small run on tabular-mlp: the control, an arm identical to it, and an arm cut to one epoch."""
+    tmp = tmp_path_factory.mktemp("arms")
+    settings = Settings(reports_dir=tmp / "reports")
+    task = registry.get("tabular-mlp")
+    plan = check_plan(
+        _plan(
+            arms=[
+                Arm(name="ten-epochs", role="control", label="10 epochs", fixed={"epochs": 10}),
+                Arm(name="same", role="treatment", label="10 epochs again", fixed={"epochs": 10}),
+                Arm(
+                    name="one-epoch",
+                    role="treatment",
+                    label="1 epoch",
+                    technique="1 epoch",
+                    fixed={"epochs": 1},
+                ),
+            ]
+        ),
+        settings,
+        task.name,
+    )
+    folder = loop.start(loop.LoopOptions(idea="epochs", task=task.name), settings, ["test"])
+    (folder / "plan.json").write_text(plan.model_dump_json())
+    loop.drive(folder, settings)
+    return folder
+
+
+def test_arms_get_equal_trials_and_the_same_seeds(three_arm_run: Path):
+    result = json.loads((three_arm_run / "results.json").read_text())
+    assert {a["name"]: a["trials"] for a in result["arms"]} == {"ten-epochs": 3, "same": 3, "one-epoch": 3}
+    for arm in result["arms"]:
+        assert sorted(r["seed"] for r in arm["final"]) == [0, 1, 2, 3, 4]
+        assert arm["best"]["params"]["epochs"] == {"ten-epochs": 10, "same": 10, "one-epoch": 1}[arm["name"]]
+
+
+def test_an_arm_identical_to_its_control_shows_no_detectable_difference(three_arm_run: Path):
+    data = reporting.load_data(three_arm_run / reporting.DATA)
+    same = next(c for c in data.comparisons if c.treatment == "same")
+    assert same.verdict == "no detectable difference"
+    assert same.comparison.difference == 0.0
+
+
+def test_cutting_epochs_to_one_is_judged_worse_and_the_report_says_so_first(three_arm_run: Path):
+    data = reporting.load_data(three_arm_run / reporting.DATA)
+    cut = next(c for c in data.comparisons if c.treatment == "one-epoch")
+    assert cut.verdict == "worse"
+    assert cut.p_adjusted is not None and cut.p_adjusted < 0.05
+    assert cut.comparison.difference < 0
+    lines = (three_arm_run / reporting.MARKDOWN).read_text().splitlines()
+    assert lines[2].startswith("**Answer.** ")
+    assert "1 epoch hurts" in lines[2]
+    assert "No detectable difference between 10 epochs again and 10 epochs" in lines[2]
+    stored = json.loads((three_arm_run / reporting.DATA).read_text())
+    assert {a["name"] for a in stored["arms"]} == {"ten-epochs", "same", "one-epoch"}
+    assert {c["treatment"] for c in stored["comparisons"]} == {"same", "one-epoch"}
+
+
+def test_a_report_refuses_arm_runs_that_are_not_in_storage(three_arm_run: Path, tmp_path: Path):
+    import shutil
+
+    from agent.report_checks import ReportError
+    from agent.report_data import collect
+
+    copy = tmp_path / three_arm_run.name
+    shutil.copytree(three_arm_run, copy)
+    result = json.loads((copy / "results.json").read_text())
+    arm = next(a for a in result["arms"] if a["name"] == "one-epoch")
+    arm["final"][0]["metrics"]["test_accuracy"] = 0.999
+    (copy / "results.json").write_text(json.dumps(result))
+    with pytest.raises(ReportError, match="arm one-epoch final"):
+        collect(copy, Settings(reports_dir=tmp_path))
