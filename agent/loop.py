@@ -15,10 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent import analyst, planner, runs
+from agent import ablation, analyst, planner, runs
 from agent.comparisons import compare_arms
 from agent.config import Settings
 from agent.schemas import (
+    Ablation,
+    AblationRow,
     Arm,
     ArmResult,
     Cost,
@@ -36,6 +38,7 @@ from experiments import data, registry, stats
 from experiments import storage as storages
 from experiments.registry import Task
 from experiments.runner import Progress
+from experiments.script import find_block
 from experiments.tuning import TuningConfig, best_of, evaluate, prepare_workspaces, summarize, tune
 
 OPTIONS_FILE = "options.json"
@@ -284,6 +287,38 @@ class Loop:
             ]
         return out
 
+    def ablation(self, plan: ExperimentPlan, task: Task, result: RunResult) -> Ablation | None:
+        """Leave-one-out of the patch's candidate against the patched script's defaults, over the same seeds."""
+        if result.best is None or not any(r.state == "COMPLETE" for r in result.final):
+            return None
+        script = self.folder / "workspace" / task.script.name
+        reference = {**find_block(script.read_text(), str(script)).defaults, **plan.conditions}
+        arm = next((a for a in plan.arm_list() if a.name == result.best_arm), None)
+        first = [*arm.fixed, *(p.name for p in arm.search)] if arm else []
+        chosen, skipped = ablation.variants(result.best.params, reference, first)
+        if not chosen:
+            return None
+        self.stage("ablation")
+        rows = [
+            AblationRow(
+                param=k,
+                reference=reference[k],
+                candidate=result.best.params[k],
+                runs=evaluate(
+                    self.url,
+                    f"{self.info.run_id}-ablate-{k}",
+                    task,
+                    self.folder / "workspace",
+                    params,
+                    self.config(plan),
+                    self.reporter("ablation"),
+                    f"without {k}",
+                ),  # fmt: skip
+            )
+            for k, params in chosen
+        ]
+        return Ablation(against="the patched script's defaults", rows=rows, skipped=skipped)
+
 
 class ArmState(BaseModel):
     """What an arm searches next round, and the configurations it tries first."""
@@ -470,6 +505,12 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
                 break
         finals = loop.finalists(plan, task, results)
         run_result = conclude(info.run_id, plan, task, results, baseline, finals, loop, stop or "")
+        run_result.ablation = loop.ablation(plan, task, run_result)
+        if run_result.ablation is not None:
+            extra = sum(len(r.runs) for r in run_result.ablation.rows)
+            run_result.cost = run_result.cost.model_copy(
+                update={"trials": run_result.cost.trials + extra, "wall_s": time.monotonic() - loop.started}
+            )
         runs.write_atomic(folder / RESULTS_FILE, run_result.model_dump_json(indent=2))
         if run_result.best is not None:
             loop.stage("finalize")

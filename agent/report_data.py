@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from agent import runs
+from agent.ablation import MAX_VARIANTS, contribution
 from agent.comparisons import RULE as COMPARISON_RULE
 from agent.comparisons import compare_arms
 from agent.config import Settings
@@ -38,6 +39,7 @@ from agent.report_sources import (
     target_path,
 )
 from agent.schemas import (
+    AblationRow,
     ArmComparison,
     ArmResult,
     Comparison,
@@ -171,6 +173,17 @@ class ArmRow(Model):
     test_std: float | None = None
 
 
+class AblationView(Model):
+    """One leave-one-out variant: the candidate without one change, and what that change was worth."""
+
+    param: str
+    reference: Any = None
+    candidate: Any = None
+    without_mean: float | None = None
+    without_std: float | None = None
+    contribution: Comparison | None = Field(default=None, description="candidate - variant, held-out")
+
+
 class ReportData(Model):
     run_id: str
     kind: str
@@ -190,6 +203,10 @@ class ReportData(Model):
     comparisons: list[ArmComparison] = Field(default_factory=list)
     comparison_rule: str = COMPARISON_RULE
     not_done: list[NotDone] = Field(default_factory=list)
+    ablation: list[AblationView] = Field(default_factory=list)
+    ablation_against: str = ""
+    ablation_skipped: list[str] = Field(default_factory=list)
+    ablation_cap: int = MAX_VARIANTS
     comparison: Comparison | None = None
     validation: Comparison | None = None
     seeds: list[SeedRow] = Field(default_factory=list)
@@ -421,6 +438,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     )
     check_selection(view.best, tuning, view.final, view.baseline)
     arm_results = results.arms if isinstance(results, RunResult) else []
+    ablated = results.ablation if isinstance(results, RunResult) else None
     for arm in arm_results:
         own = [t for _, _, s in view.studies if s.arm == arm.name for t in s.trials]
         check_selection(arm.best, own, arm.final, view.baseline)
@@ -430,6 +448,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     else:
         evaluations = {"baseline": view.baseline, "final": view.final}
         evaluations |= {f"arm {a.name} final": a.final for a in arm_results}
+        evaluations |= {f"ablation {r.param}": r.runs for r in (ablated.rows if ablated else [])}
         studies = verify_storage(url, info.run_id, folder, [s for _, _, s in view.studies], evaluations)
         verification = f"every trial in results.json was read back from {where} and matches"
     rounds = len({r for r, _, _ in view.studies})
@@ -468,6 +487,9 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         # recomputed from the verified runs, never taken from results.json's own sentences
         comparisons=compare_arms(plan.arms, arm_results, view.metric) if plan else [],
         not_done=plan.not_done if plan else [],
+        ablation=[_ablation_view(r, view.final, view.metric) for r in (ablated.rows if ablated else [])],
+        ablation_against=ablated.against if ablated else "",
+        ablation_skipped=ablated.skipped if ablated else [],
         comparison=view.comparison,
         validation=view.validation,
         seeds=_seed_rows(view.metric.name, view.baseline, view.final),
@@ -557,3 +579,15 @@ def _arm_rows(plan: ExperimentPlan | None, results: list[ArmResult], metric: Met
             )
         )
     return rows
+
+
+def _ablation_view(row: AblationRow, final: list[TrialRecord], metric: Metric) -> AblationView:
+    values = list(metric_values(row.runs, f"test_{metric.name}").values())
+    return AblationView(
+        param=row.param,
+        reference=row.reference,
+        candidate=row.candidate,
+        without_mean=statistics.fmean(values) if values else None,
+        without_std=statistics.stdev(values) if len(values) > 1 else None,
+        contribution=contribution(final, row, metric),
+    )

@@ -421,6 +421,23 @@ class ArmComparison(Model):
     statement: str
 
 
+class AblationRow(Model):
+    """The candidate with one of its differences reverted, re-run over the same seeds on the held-out split."""
+
+    param: str
+    reference: Setting | None = Field(description="the value the variant reverts to")
+    candidate: Setting | None
+    runs: list[TrialRecord] = Field(default_factory=list)
+
+
+class Ablation(Model):
+    """Leave-one-out of the patch's differences: which one made the difference."""
+
+    against: str = Field(description="what the reverted values come from, e.g. the script's defaults")
+    rows: list[AblationRow] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list, description="differences not ablated (over the cap)")
+
+
 class RunResult(Model):
     """results.json of `research-loop run`: every round, then the finalists on the held-out split."""
 
@@ -436,6 +453,7 @@ class RunResult(Model):
     validation: Comparison | None = None
     arms: list[ArmResult] = Field(default_factory=list)
     comparisons: list[ArmComparison] = Field(default_factory=list)
+    ablation: Ablation | None = None
     cost: Cost = Field(default_factory=Cost)
     stop_reason: str = ""
 

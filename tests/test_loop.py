@@ -115,9 +115,12 @@ def test_offline_run_on_a_real_task_ends_with_a_report_and_a_patch(tmp_path, mon
     folder = runs.all_folders(tmp_path / "reports")[0]
     stored = RunResult.model_validate_json((folder / "results.json").read_text())
     assert stored.plan.task == "tabular-mlp"
-    assert "dropout" in {p.name for p in stored.plan.search_space}
-    assert sum(len(s.trials) for r in stored.rounds for s in r.studies) == 6 * len(stored.plan.samplers)
+    assert [a.name for a in stored.plan.arms] == ["no-dropout", "dropout"]
+    assert {a.name: a.trials for a in stored.arms} == {"no-dropout": 6, "dropout": 6}
+    assert sum(len(s.trials) for r in stored.rounds for s in r.studies) == 6 * 2 * len(stored.plan.samplers)
     assert stored.comparison is not None and stored.comparison.n_seeds == 2
+    assert [c.treatment for c in stored.comparisons] == ["dropout"]
+    assert "answer: " in result.output
     assert "+++ b/" in (folder / "patch.diff").read_text()
 
 
