@@ -395,7 +395,14 @@ def run(
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="wall-clock seconds for the whole run")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes per study")] = None,
-    seeds: Annotated[int | None, typer.Option(help="seeds for the baseline and the finalists")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="seeds for the baseline and the finalists: a number, or `auto` to add two at a time (up to "
+            "--max-seeds) until the comparison's interval excludes 0, corrected for the extra looks"
+        ),
+    ] = None,
+    max_seeds: Annotated[int, typer.Option(help="the most seeds `--seeds auto` may use")] = 10,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL; default: a journal file in the run")
     ] = None,
@@ -409,11 +416,17 @@ def run(
     """
     if device not in DEVICES:
         fail(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    seeds_auto = seeds is not None and seeds.strip().lower() == "auto"
+    if seeds is not None and not seeds_auto and not seeds.strip().isdigit():
+        fail(f"--seeds takes a number or `auto`, not {seeds!r}")
+    seed_count = None if seeds is None or seeds_auto else int(seeds)
+    if seeds_auto and not 2 <= max_seeds <= 50:
+        fail("--max-seeds must be between 2 and 50")
     for name, value in (
         ("--trials", trials),
         ("--rounds", rounds),
         ("--workers", workers),
-        ("--seeds", seeds),
+        ("--seeds", seed_count),
     ):
         if value is not None and value < 1:
             fail(f"{name} must be at least 1")
@@ -435,7 +448,8 @@ def run(
         fail(str(exc))
     options = loop.LoopOptions(
         idea=idea, task=task, script=script.resolve() if script else None, trials=trials, rounds=rounds,
-        timeout_s=timeout, workers=workers, seeds=seeds, seed=seed, device=device_kind, device_name=device_name,
+        timeout_s=timeout, workers=workers, seeds=seed_count, seeds_auto=seeds_auto, max_seeds=max_seeds,
+        seed=seed, device=device_kind, device_name=device_name,
     )  # fmt: skip
     folder = loop.start(options, settings, ["research-loop", *map(storages.redact, sys.argv[1:])])
     console.print(f"run folder: [bold]{folder}[/]", highlight=False)

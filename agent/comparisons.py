@@ -27,8 +27,11 @@ def _p(c: Comparison) -> float | None:
     return 0.0 if c.n_seeds > 1 and c.difference != 0 else None
 
 
-def compare_arms(arms: list[Arm], results: list[ArmResult], metric: Metric) -> list[ArmComparison]:
-    """One comparison per treatment arm (none for a plan without a control)."""
+def compare_arms(
+    arms: list[Arm], results: list[ArmResult], metric: Metric, looks: int = 1
+) -> list[ArmComparison]:
+    """One comparison per treatment arm (none for a plan without a control); with `looks` sequential looks at
+    the seeds, the Holm-adjusted p-values are multiplied by them too (Bonferroni over looks)."""
     control = next((a for a in arms if a.role == "control"), None)
     if control is None:
         return []
@@ -36,12 +39,15 @@ def compare_arms(arms: list[Arm], results: list[ArmResult], metric: Metric) -> l
     treatments = [a for a in arms if a.role == "treatment"]
     base = by_name.get(control.name)
     raw = [
-        stats.compare(by_name[t.name].final, base.final, metric, "test")
+        stats.compare(by_name[t.name].final, base.final, metric, "test", looks)
         if base is not None and t.name in by_name
         else None
         for t in treatments
     ]
-    adjusted = stats.holm([None if c is None else _p(c) for c in raw])
+    adjusted = [
+        None if p is None else min(1.0, p * looks)
+        for p in stats.holm([None if c is None else _p(c) for c in raw])
+    ]
     return [
         _judge(t, control, c, p, metric, by_name) for t, c, p in zip(treatments, raw, adjusted, strict=True)
     ]
@@ -95,7 +101,7 @@ def _claim(treatment: Arm, control: Arm, verdict: ArmVerdict) -> str:
 def _evidence(
     c: Comparison, p_adjusted: float | None, treatment: Arm, control: Arm, results: dict[str, ArmResult]
 ) -> str:
-    ci = "no interval (one seed)" if c.ci_low is None else f"95% CI [{signed(c.ci_low)}, {signed(c.ci_high)}]"
+    ci = c.ci_text()
     text = (
         f"{signed(c.difference)} held-out {c.metric} ({ci}, p = {fmt_p(c.p_value)}, Holm-adjusted "
         f"p = {fmt_p(p_adjusted)}, {c.n_seeds} seed{'s' if c.n_seeds != 1 else ''})"

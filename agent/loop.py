@@ -67,6 +67,8 @@ class LoopOptions(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     workers: int | None = Field(default=None, ge=1)
     seeds: int | None = Field(default=None, ge=1)
+    seeds_auto: bool = Field(default=False, description="add seeds in pairs until the answer is clear")
+    max_seeds: int = Field(default=10, ge=2, le=50, description="the cap for seeds_auto")
     seed: int = 0
     device: str = "cpu"
     device_name: str = ""
@@ -287,6 +289,77 @@ class Loop:
             ]
         return out
 
+    def more_seeds(
+        self,
+        plan: ExperimentPlan,
+        task: Task,
+        rounds: list[RoundResult],
+        baseline: list[TrialRecord],
+        finals: dict[str, list[list[TrialRecord]]],
+    ) -> tuple[list[TrialRecord], dict[str, list[list[TrialRecord]]], Sequential]:
+        """With `--seeds auto`, two more seeds at a time for the baseline and every finalist, until the answer
+        is clear or the cap is reached. Each of the K planned looks tests at alpha / K (Bonferroni over
+        looks), and so does the reported comparison, so stopping early does not inflate the error rate."""
+        start = plan.budget.seeds
+        if not self.options.seeds_auto:
+            return baseline, finals, Sequential(seeds=start, reason=f"fixed: the plan's {start} seeds")
+        cap = max(start, self.options.max_seeds)
+        sizes = look_sizes(start, cap)
+        arms, looks = plan.arm_list(), len(sizes)
+        for i, n in enumerate(sizes):
+            if i:
+                self.stage(f"seeds-{n}")
+                cfg = self.config(plan, seeds=n)
+                baseline = evaluate(
+                    self.url, f"{self.info.run_id}-baseline", task, self.folder / "baseline",
+                    dict(plan.conditions), cfg, self.reporter("baseline"), f"baseline, {n} seeds",
+                )  # fmt: skip
+                finals = {
+                    arm.name: [
+                        evaluate(
+                            self.url,
+                            study_name(self.info.run_id, arms, arm, "final", str(k)),
+                            task,
+                            self.folder / "workspace",
+                            runs_[0].params,
+                            cfg,
+                            self.reporter("final"),
+                            f"{arm.title}: finalist {k + 1}, {n} seeds",
+                        )  # fmt: skip
+                        for k, runs_ in enumerate(finals[arm.name])
+                        if runs_
+                    ]
+                    for arm in arms
+                }
+            baseline = self._first(baseline, n)
+            finals = {a: [self._first(f, n) for f in fs] for a, fs in finals.items()}
+            if settled(plan, task, rounds, baseline, finals, looks):
+                level = f"{100 * (1 - 0.05 / looks):.4g}%"
+                return (
+                    baseline,
+                    finals,
+                    Sequential(
+                        seeds=n,
+                        looks=looks,
+                        reason=f"stopped at {n} seeds (look {i + 1} of {looks}): every interval at the {level} "
+                        "level excludes 0",
+                    ),
+                )
+        return (
+            baseline,
+            finals,
+            Sequential(
+                seeds=sizes[-1],
+                looks=looks,
+                reason=f"the cap of {cap} seeds was reached (look {looks} of {looks}) with an interval that still "
+                "includes 0",
+            ),
+        )
+
+    def _first(self, records: list[TrialRecord], n: int) -> list[TrialRecord]:
+        """The runs of the first n seeds (a resumed run may have stored more)."""
+        return [r for r in records if r.seed is not None and r.seed - self.options.seed < n]
+
     def ablation(self, plan: ExperimentPlan, task: Task, result: RunResult) -> Ablation | None:
         """Leave-one-out of the patch's candidate against the patched script's defaults, over the same seeds."""
         if result.best is None or not any(r.state == "COMPLETE" for r in result.final):
@@ -310,7 +383,7 @@ class Loop:
                     task,
                     self.folder / "workspace",
                     params,
-                    self.config(plan),
+                    self.config(plan, seeds=result.seeds_used),
                     self.reporter("ablation"),
                     f"without {k}",
                 ),  # fmt: skip
@@ -318,6 +391,39 @@ class Loop:
             for k, params in chosen
         ]
         return Ablation(against="the patched script's defaults", rows=rows, skipped=skipped)
+
+
+class Sequential(BaseModel):
+    """How many seeds the final comparison used, over how many planned looks, and why it stopped there."""
+
+    seeds: int
+    looks: int = 1
+    reason: str
+
+
+def look_sizes(start: int, cap: int) -> list[int]:
+    """Seeds at each look: the plan's, then two more at a time, ending at the cap."""
+    sizes = list(range(start, cap + 1, 2)) or [start]
+    return sizes if sizes[-1] == cap else [*sizes, cap]
+
+
+def settled(
+    plan: ExperimentPlan,
+    task: Task,
+    rounds: list[RoundResult],
+    baseline: list[TrialRecord],
+    finals: dict[str, list[list[TrialRecord]]],
+    looks: int,
+) -> bool:
+    """Whether the answer is clear: every treatment judged better or worse than the control, or (without
+    arms) the patch's interval against the defaults excludes 0, at the level corrected for `looks`."""
+    results = select_arms(plan, task, rounds, finals)
+    if plan.arms:
+        judged = compare_arms(plan.arms, results, task.metric, looks)
+        return bool(judged) and all(c.verdict in ("better", "worse") for c in judged)
+    top = max(results, key=lambda a: validation_mean(a.final, task))
+    c = stats.compare(top.final, baseline, task.metric, "test", looks)
+    return c is not None and c.ci_low is not None and (c.ci_low > 0 or c.ci_high < 0)  # type: ignore[operator]
 
 
 class ArmState(BaseModel):
@@ -504,7 +610,10 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
             if stop:
                 break
         finals = loop.finalists(plan, task, results)
-        run_result = conclude(info.run_id, plan, task, results, baseline, finals, loop, stop or "")
+        baseline, finals, sequential = loop.more_seeds(plan, task, results, baseline, finals)
+        run_result = conclude(
+            info.run_id, plan, task, results, baseline, finals, loop, stop or "", sequential
+        )
         run_result.ablation = loop.ablation(plan, task, run_result)
         if run_result.ablation is not None:
             extra = sum(len(r.runs) for r in run_result.ablation.rows)
@@ -545,20 +654,62 @@ def conclude(
     finals: dict[str, list[list[TrialRecord]]],
     loop: Loop,
     stop_reason: str,
+    sequential: Sequential,
 ) -> RunResult:
     """Per arm, pick the finalist by mean validation value (never by test); the arms' question is answered by
     the treatments against the control on the held-out split, and the patch carries the arm best on
     validation, compared with the defaults on the held-out split."""
+    arms = plan.arm_list()
+    results = select_arms(plan, task, rounds, finals)
+    top = max(results, key=lambda a: validation_mean(a.final, task))
+    studies: list[StudyResult] = [s for r in rounds for s in r.studies]
+    looks = sequential.looks
+    return RunResult(
+        run_id=run_id,
+        plan=plan,
+        rounds=rounds,
+        best=top.best,
+        best_strategy=top.strategy,
+        best_arm=top.name if len(arms) > 1 else None,
+        baseline=baseline,
+        final=top.final,
+        comparison=stats.compare(top.final, baseline, task.metric, "test", looks),
+        validation=stats.compare(top.final, baseline, task.metric, "validation", looks),
+        arms=results if len(arms) > 1 else [],
+        comparisons=compare_arms(plan.arms, results, task.metric, looks),
+        seeds_used=sequential.seeds,
+        looks=looks,
+        stopping=sequential.reason,
+        cost=Cost(
+            wall_s=time.monotonic() - loop.started,
+            trials=sum(len(s.trials) for s in studies)
+            + len(baseline)
+            + sum(len(f) for arm_finals in finals.values() for f in arm_finals),
+            device=loop.options.device,
+            device_name=loop.options.device_name,
+            tokens=plan.usage.input_tokens + plan.usage.output_tokens,
+            usd=plan.usage.cost_usd,
+        ),
+        stop_reason=stop_reason,
+    )
+
+
+def validation_mean(runs_: list[TrialRecord], task: Task) -> float:
+    """Mean validation value, signed so that larger is better: what selection among finalists uses."""
     sign = 1 if task.metric.direction == "maximize" else -1
+    values = [r.value for r in runs_ if r.value is not None]
+    return sign * sum(values) / len(values) if values else -float("inf")
 
-    def validation_mean(runs_: list[TrialRecord]) -> float:
-        values = [r.value for r in runs_ if r.value is not None]
-        return sign * sum(values) / len(values) if values else -float("inf")
 
+def select_arms(
+    plan: ExperimentPlan, task: Task, rounds: list[RoundResult], finals: dict[str, list[list[TrialRecord]]]
+) -> list[ArmResult]:
+    """Per arm, the finalist with the best mean validation value (never test), as the tuning trial that
+    found it and its runs over the seeds."""
     arms = plan.arm_list()
     results: list[ArmResult] = []
     for arm in arms:
-        final = max(finals.get(arm.name, []), key=validation_mean, default=[])
+        final = max(finals.get(arm.name, []), key=lambda f: validation_mean(f, task), default=[])
         best = next((r for r in final if r.state == "COMPLETE"), None)
         pool = [
             (s.sampler, t)
@@ -580,33 +731,7 @@ def conclude(
                 trials=sum(len(s.trials) for r in rounds for s in r.studies if _of(s, arm, arms)),
             )
         )
-    top = max(results, key=lambda a: validation_mean(a.final))
-    studies: list[StudyResult] = [s for r in rounds for s in r.studies]
-    return RunResult(
-        run_id=run_id,
-        plan=plan,
-        rounds=rounds,
-        best=top.best,
-        best_strategy=top.strategy,
-        best_arm=top.name if len(arms) > 1 else None,
-        baseline=baseline,
-        final=top.final,
-        comparison=stats.compare(top.final, baseline, task.metric, "test"),
-        validation=stats.compare(top.final, baseline, task.metric, "validation"),
-        arms=results if len(arms) > 1 else [],
-        comparisons=compare_arms(plan.arms, results, task.metric),
-        cost=Cost(
-            wall_s=time.monotonic() - loop.started,
-            trials=sum(len(s.trials) for s in studies)
-            + len(baseline)
-            + sum(len(f) for arm_finals in finals.values() for f in arm_finals),
-            device=loop.options.device,
-            device_name=loop.options.device_name,
-            tokens=plan.usage.input_tokens + plan.usage.output_tokens,
-            usd=plan.usage.cost_usd,
-        ),
-        stop_reason=stop_reason,
-    )
+    return results
 
 
 def start(options: LoopOptions, settings: Settings, command: list[str]) -> Path:

@@ -8,6 +8,7 @@ Optuna storage.
 
 from __future__ import annotations
 
+import json
 import statistics
 from datetime import datetime
 from pathlib import Path
@@ -184,6 +185,29 @@ class AblationView(Model):
     contribution: Comparison | None = Field(default=None, description="candidate - variant, held-out")
 
 
+class Calibration(Model):
+    """How often this task's pipeline called an A/A comparison better or worse (bench/calibration.py)."""
+
+    runs: int
+    false_positives: int
+    rate: float
+    ci_low: float
+    ci_high: float
+    measured: str = Field(description="when and where, as the benchmark recorded it")
+
+
+CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "bench" / "results" / "calibration.json"
+
+
+def calibration(task: str, path: Path = CALIBRATION_FILE) -> Calibration | None:
+    """The measured false-positive rate for `task`, when the calibration benchmark has been run here."""
+    try:
+        stored = json.loads(path.read_text())
+        return Calibration(**stored["tasks"][task], measured=stored["measured"])
+    except (OSError, KeyError, TypeError, ValueError, ValidationError):
+        return None
+
+
 class ReportData(Model):
     run_id: str
     kind: str
@@ -207,6 +231,10 @@ class ReportData(Model):
     ablation_against: str = ""
     ablation_skipped: list[str] = Field(default_factory=list)
     ablation_cap: int = MAX_VARIANTS
+    seeds_used: int = 0
+    looks: int = 1
+    stopping: str = ""
+    calibration: Calibration | None = None
     comparison: Comparison | None = None
     validation: Comparison | None = None
     seeds: list[SeedRow] = Field(default_factory=list)
@@ -485,11 +513,19 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         candidate_arm=results.best_arm if isinstance(results, RunResult) else None,
         arms=_arm_rows(plan, arm_results, view.metric),
         # recomputed from the verified runs, never taken from results.json's own sentences
-        comparisons=compare_arms(plan.arms, arm_results, view.metric) if plan else [],
+        comparisons=compare_arms(
+            plan.arms, arm_results, view.metric, results.looks if isinstance(results, RunResult) else 1
+        )
+        if plan
+        else [],
         not_done=plan.not_done if plan else [],
         ablation=[_ablation_view(r, view.final, view.metric) for r in (ablated.rows if ablated else [])],
         ablation_against=ablated.against if ablated else "",
         ablation_skipped=ablated.skipped if ablated else [],
+        seeds_used=results.seeds_used if isinstance(results, RunResult) else len(seeds),
+        looks=results.looks if isinstance(results, RunResult) else 1,
+        stopping=results.stopping if isinstance(results, RunResult) else "",
+        calibration=calibration(view.task),
         comparison=view.comparison,
         validation=view.validation,
         seeds=_seed_rows(view.metric.name, view.baseline, view.final),

@@ -331,11 +331,27 @@ class Comparison(Model):
     baseline_mean: float
     baseline_std: float
     difference: float
-    ci_low: float | None = Field(description="95% interval of the difference; None with a single seed")
+    ci_low: float | None = Field(description="interval of the difference at `ci_level`; None with one seed")
     ci_high: float | None
     p_value: float | None
     noise_floor: float
     n_seeds: int
+    looks: int = Field(
+        default=1,
+        ge=1,
+        description="sequential looks at the seeds (`--seeds auto`): the test is at alpha / looks and the "
+        "interval at 1 - 0.05 / looks (Bonferroni over looks)",
+    )
+
+    @property
+    def ci_level(self) -> float:
+        return 1 - 0.05 / self.looks
+
+    def ci_text(self) -> str:
+        """How every report writes the interval: its level, then its ends."""
+        if self.ci_low is None:
+            return "no interval (one seed)"
+        return f"{100 * self.ci_level:.4g}% CI [{self.ci_low:+.4f}, {self.ci_high:+.4f}]"
 
 
 class Cost(Model):
@@ -454,6 +470,9 @@ class RunResult(Model):
     arms: list[ArmResult] = Field(default_factory=list)
     comparisons: list[ArmComparison] = Field(default_factory=list)
     ablation: Ablation | None = None
+    seeds_used: int = Field(default=0, description="seeds of the final comparison")
+    looks: int = Field(default=1, description="sequential looks the comparison is corrected for")
+    stopping: str = Field(default="", description="why the final comparison has this many seeds")
     cost: Cost = Field(default_factory=Cost)
     stop_reason: str = ""
 

@@ -17,7 +17,8 @@ RULE = (
     f"*improved* when the difference is in the metric's direction, significant (paired t-test p < {ALPHA:g}, "
     "or a 95% interval that excludes 0) and larger than the noise floor; *worse* the same the other way; "
     "*failed* when no tuning trial completed or the final or baseline runs all failed; otherwise "
-    "*no significant change*"
+    "*no significant change*; with seeds added in sequential looks (`--seeds auto`), the test is at "
+    f"{ALPHA:g} / looks and the interval at 1 - {ALPHA:g} / looks"
 )
 
 
@@ -87,11 +88,13 @@ def verdict(
     assert c is not None
     ahead = better(c.difference, 0.0, c.direction)
     ci_excludes = c.ci_low is not None and c.ci_high is not None and (c.ci_low > 0 or c.ci_high < 0)
-    significant = (c.p_value is not None and c.p_value < ALPHA) or ci_excludes
+    significant = (c.p_value is not None and c.p_value * c.looks < ALPHA) or ci_excludes
     beyond_noise = abs(c.difference) > c.noise_floor
     where = f"held-out test {c.metric}"
-    ci = "no interval (one seed)" if c.ci_low is None else f"95% CI [{signed(c.ci_low)}, {signed(c.ci_high)}]"
+    ci = c.ci_text()
     p = "no p-value" if c.p_value is None else f"paired t-test p = {fmt_p(c.p_value)}"
+    if c.looks > 1 and c.p_value is not None:
+        p += f" (tested at {ALPHA:g}/{c.looks} for {c.looks} sequential looks)"
     noise = (
         f"{abs(c.difference) / c.noise_floor:.1f}× the noise floor ({fmt(c.noise_floor)}, the baseline's std across seeds)"
         if c.noise_floor > 0
@@ -139,7 +142,8 @@ def verdict(
     else:
         steps = [
             f"Reject unless the change has another merit: {reject}.",
-            f"To tell a small effect from noise, run again with more seeds than {c.n_seeds}.",
+            f"To tell a small effect from noise, run again with more seeds than {c.n_seeds} "
+            "(`--seeds auto` adds them two at a time until the answer is clear).",
         ]
     return Verdict(outcome=outcome, summary=summary, evidence=evidence, next_steps=steps)
 

@@ -21,9 +21,16 @@ def metric_values(runs: list[TrialRecord], key: str) -> dict[int, float]:
 
 
 def compare(
-    candidate: list[TrialRecord], baseline: list[TrialRecord], metric: Metric, split: str = "test"
+    candidate: list[TrialRecord],
+    baseline: list[TrialRecord],
+    metric: Metric,
+    split: str = "test",
+    looks: int = 1,
 ) -> Comparison | None:
-    """Difference (candidate - baseline), 95% t-interval and paired t-test p-value over the shared seeds.
+    """Difference (candidate - baseline), t-interval and paired t-test p-value over the shared seeds.
+
+    The interval is at 95%, or at 1 - 0.05 / looks when the seeds were added in `looks` sequential looks, so
+    that stopping at the first look whose interval excludes 0 keeps its error rate (Bonferroni over looks).
 
     The noise floor is the baseline's standard deviation across seeds: a difference inside it is not a finding.
     Returns None when fewer than one seed has both runs.
@@ -39,7 +46,7 @@ def compare(
     n = len(diffs)
     if n > 1:
         sd = statistics.stdev(diffs)
-        half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        half = scipy_stats.t.ppf(1 - 0.025 / looks, n - 1) * sd / math.sqrt(n)
         # identical differences on every seed leave a t-test undefined: no p-value rather than a false 0
         p_value = float(scipy_stats.ttest_rel(c, b).pvalue) if sd > 0 else (1.0 if mean == 0 else None)
     else:
@@ -58,6 +65,7 @@ def compare(
         p_value=p_value,
         noise_floor=statistics.stdev(b) if n > 1 else 0.0,
         n_seeds=n,
+        looks=looks,
     )
 
 

@@ -1,0 +1,64 @@
+"""`--seeds auto`: seeds added two at a time until the answer is clear, with the looks paid for in alpha."""
+
+import pytest
+from test_loop import FLAT, RISING, start_and_drive, write_script
+
+from agent import loop, reporting
+from agent.schemas import Metric, TrialRecord
+from agent.verdict import verdict
+from experiments import stats
+
+
+def test_looks_start_at_the_plans_seeds_and_end_at_the_cap():
+    assert loop.look_sizes(3, 10) == [3, 5, 7, 9, 10]
+    assert loop.look_sizes(4, 10) == [4, 6, 8, 10]
+    assert loop.look_sizes(5, 5) == [5]
+
+
+def test_a_clear_gain_stops_at_the_first_look(tmp_path):
+    script = write_script(tmp_path, RISING.format(sleep=0))
+    options = loop.LoopOptions(
+        idea="Random search of the learning rate for my training script", script=script,
+        trials=4, rounds=1, seeds=2, workers=1, seeds_auto=True, max_seeds=6,
+    )  # fmt: skip
+    folder, result = start_and_drive(tmp_path, options)
+    assert (result.seeds_used, result.looks) == (2, 3)
+    assert result.stopping.startswith("stopped at 2 seeds (look 1 of 3)")
+    assert len(result.baseline) == 2 and result.comparison.looks == 3
+    data = reporting.load_data(folder / reporting.DATA)
+    assert data.seeds_used == 2 and "look 1 of 3" in data.stopping
+
+
+def test_no_difference_runs_to_the_cap_and_says_so(tmp_path):
+    script = write_script(tmp_path, FLAT)
+    options = loop.LoopOptions(
+        idea="Random search of the learning rate for my training script", script=script,
+        trials=3, rounds=1, seeds=2, workers=1, seeds_auto=True, max_seeds=4,
+    )  # fmt: skip
+    folder, result = start_and_drive(tmp_path, options)
+    assert (result.seeds_used, result.looks) == (4, 2)
+    assert sorted(r.seed for r in result.baseline) == [0, 1, 2, 3]
+    assert sorted(r.seed for r in result.final) == [0, 1, 2, 3]
+    assert "cap of 4 seeds was reached" in result.stopping
+    text = (folder / reporting.MARKDOWN).read_text()
+    assert "tested at 0.05 / 2" in text and "97.5% level" in text
+
+
+def _runs(values):
+    return [
+        TrialRecord(number=s, state="COMPLETE", seed=s, value=v, metrics={"accuracy": v, "test_accuracy": v})
+        for s, v in enumerate(values)
+    ]
+
+
+def test_the_looks_raise_the_bar_a_single_look_would_clear():
+    # differences +.01 +.03 +.02 +.04: paired t-test p = 0.0305; at 2 looks the test is at 0.025
+    metric = Metric(name="accuracy", direction="maximize")
+    base, cand = _runs([0.8] * 4), _runs([0.81, 0.83, 0.82, 0.84])
+    once = stats.compare(cand, base, metric, "test")
+    twice = stats.compare(cand, base, metric, "test", looks=2)
+    assert once.p_value == pytest.approx(twice.p_value)
+    assert twice.ci_high - twice.ci_low > once.ci_high - once.ci_low
+    args = ("run", [cand[0]], cand[0], base, cand)
+    assert verdict(*args, once, True).outcome == "improved"
+    assert verdict(*args, twice, True).outcome == "no significant change"
