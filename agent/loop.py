@@ -8,8 +8,10 @@ storage, so `resume` continues an interrupted run from where it stopped and runs
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -217,25 +219,52 @@ class Loop:
         phase, fraction, trials = round_shape(plan, number, self.rounds)
         arms = plan.arm_list()
         jobs = [(arm, sampler) for arm in arms for sampler in plan.samplers]
-        studies = []
-        for done, (arm, sampler) in enumerate(jobs):
-            index = arms.index(arm)
-            name = study_name(self.info.run_id, arms, arm, f"r{number}", sampler)
-            state = states[arm.name]
-            cfg = self.config(
-                plan, sampler=sampler, pruner=pruner, trials=trials, data_fraction=fraction,
-                warm_start=state.warm, fixed={**plan.conditions, **arm.fixed},
-                sampler_seed=self.options.seed + ROUND_SEED_STRIDE * (number - 1) + ARM_SEED_STRIDE * index,
+        configs = [
+            self.config(
+                plan,
+                sampler=sampler,
+                pruner=pruner,
+                trials=trials,
+                data_fraction=fraction,
+                warm_start=states[arm.name].warm,
+                fixed={**plan.conditions, **arm.fixed},
+                sampler_seed=self.options.seed
+                + ROUND_SEED_STRIDE * (number - 1)
+                + ARM_SEED_STRIDE * arms.index(arm),
             )  # fmt: skip
-            # a wall-clock budget is shared out evenly, so the last arm is not the one left without time
-            time_left = self.time_left()
-            share = None if time_left is None else time_left / (len(jobs) - done)
-            tune(self.url, name, task, self.folder / "workspace", state.space, cfg,
-                 self.reporter(f"round-{number}"), share)  # fmt: skip
-            studies.append(
-                summarize(self.url, name, task, state.space, cfg).model_copy(update={"arm": arm.name})
-            )
-            self.trials_done += len(studies[-1].trials)
+            for arm, sampler in jobs
+        ]
+        names = [study_name(self.info.run_id, arms, a, f"r{number}", s) for a, s in jobs]
+        workers = configs[0].workers
+        report = self.reporter(f"round-{number}")
+        if len(jobs) > 1 and workers >= len(jobs):
+            # every study at once, the workers split between them: arms share the wall clock evenly
+            share = [workers // len(jobs) + (k < workers % len(jobs)) for k in range(len(jobs))]
+            configs = [c.model_copy(update={"workers": w}) for c, w in zip(configs, share, strict=True)]
+            stop, left = threading.Event(), self.time_left()
+            with ThreadPoolExecutor(len(jobs)) as pool:
+                futures = [
+                    pool.submit(tune, self.url, n, task, self.folder / "workspace", states[a.name].space, c,
+                                report, left, stop)
+                    for n, (a, _), c in zip(names, jobs, configs, strict=True)
+                ]  # fmt: skip
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    stop.set()
+                    raise
+        else:
+            for done, (n, (a, _), c) in enumerate(zip(names, jobs, configs, strict=True)):
+                # a wall-clock budget is shared out evenly, so the last arm is not the one left without time
+                left = self.time_left()
+                share_s = None if left is None else left / (len(jobs) - done)
+                tune(self.url, n, task, self.folder / "workspace", states[a.name].space, c, report, share_s)
+        studies = [
+            summarize(self.url, n, task, states[a.name].space, c).model_copy(update={"arm": a.name})
+            for n, (a, _), c in zip(names, jobs, configs, strict=True)
+        ]
+        self.trials_done += sum(len(st.trials) for st in studies)
         # an explore round trains on a subset, so its scores are not comparable with the full-data baseline
         reference = baseline if fraction == 1.0 else (None, baseline[1])
         findings = [

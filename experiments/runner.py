@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -250,8 +251,10 @@ def execute(
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     timeout_s: float | None = None,
+    stop: threading.Event | None = None,
 ) -> Progress:
-    """Run worker processes until the study has no tickets left (or the time is up); return the last progress.
+    """Run worker processes until the study has no tickets left (or the time is up, or `stop` is set by a
+    caller running several studies at once); return the last progress.
 
     Dead workers are replaced while tickets remain; their trials are failed and retried. A worker that refuses
     to start (wrong code, unreadable script) stops the study with its reason instead of being respawned.
@@ -287,7 +290,7 @@ def execute(
                 on_progress(current)
             if current.waiting == 0 and current.running == 0:
                 break
-            if deadline and time.monotonic() > deadline:
+            if (deadline and time.monotonic() > deadline) or (stop is not None and stop.is_set()):
                 break
             if current.waiting and len(procs) < min(workers, current.waiting + current.running):
                 if spawned >= max_spawns:
@@ -439,8 +442,9 @@ def run_study(
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     timeout_s: float | None = None,
+    stop: threading.Event | None = None,
 ) -> list[TrialRecord]:
     """Create (or resume) a study, run all its tickets, and return its trials as stored."""
     ensure_study(url, spec, tickets)
-    execute(url, spec.name, workspace, workers, on_progress, timeout_s)
+    execute(url, spec.name, workspace, workers, on_progress, timeout_s, stop)
     return records(url, spec.name)

@@ -5,6 +5,7 @@ same seeds, all through the same worker code path, then compared on the held-out
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -110,6 +111,7 @@ def tune(
     cfg: TuningConfig,
     on_progress: ProgressFn | None = None,
     timeout_s: float | None = None,
+    stop: threading.Event | None = None,
 ) -> list[TrialRecord]:
     """One tuning study on the validation split: cfg.trials tickets, warm starts first."""
     if cfg.sampler == "grid":
@@ -121,9 +123,8 @@ def tune(
         Ticket(params=p, hparams=cfg.fixed, seed=cfg.seed, data_fraction=cfg.data_fraction) for p in points
     ]
     spec = _spec(name, task, workspace, cfg, space, cfg.sampler, cfg.pruner)
-    return run_study(
-        url, spec, tickets, workspace, cfg.workers, _reporter(f"tune {cfg.sampler}", on_progress), timeout_s
-    )
+    label = f"tune {cfg.sampler}"
+    return run_study(url, spec, tickets, workspace, cfg.workers, _reporter(label, on_progress), timeout_s, stop)
 
 
 def best_of(trials: list[TrialRecord], direction: str) -> TrialRecord | None:

@@ -291,3 +291,26 @@ def test_cli_refuses_a_never_valid_answer_in_one_line_and_leaves_nothing(tmp_pat
     assert result.stderr.startswith(f"error: {MODEL} gave no valid PlanDraft in 2 answers")
     assert "Traceback" not in result.output
     assert not (tmp_path / "reports").exists()
+
+
+def test_a_models_arms_are_checked_like_the_rest_and_repaired() -> None:
+    lr = [{"name": "learning_rate", "kind": "float", "low": 1e-4, "high": 1e-2, "log": True}]
+    arms = [
+        {"name": "no-dropout", "role": "control", "fixed": {"dropout": 0.0}},
+        {
+            "name": "dropout",
+            "role": "treatment",
+            "search": [{"name": "dropout", "kind": "float", "low": 0.1, "high": 0.5}],
+        },
+    ]
+    bad_arms = [arms[0], {"name": "wider", "role": "treatment", "fixed": {"width": 64}}]
+    with FakeOpenAI(
+        [tool(answer(search_space=lr, arms=bad_arms)), tool(answer(search_space=lr, arms=arms))]
+    ) as server:
+        plan = planner.make_plan(IDEA, settings(server))
+    assert [(a.name, a.role) for a in plan.arms] == [("no-dropout", "control"), ("dropout", "treatment")]
+    system = server.requests[0]["messages"][0]["content"]
+    assert "arms:" in system and "not_done:" in system
+    assert "arms[wider].fixed[width]: digits-cnn's script has no hyperparameter 'width'" in last_user_message(
+        server.requests[1]
+    )
