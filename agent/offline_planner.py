@@ -45,7 +45,7 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     samplers = _samplers(text, notes, reference=not reading.arms)
     pruner = _pruner(text, low_resource)
     budget = _budget(text, low_resource, settings, notes)
-    phases = _phases(budget, pruner, chosen)
+    phases = _phases(budget, pruner, chosen, arms=bool(reading.arms))
     # one round per tuning phase: explore on a subset, then optimise on all the data
     budget = budget.model_copy(update={"rounds": sum(p.trials > 0 for p in phases)})
     notes += reading.notes
@@ -242,7 +242,7 @@ def _budget(text: str, low_resource: bool, settings: Settings, notes: list[str])
     )
 
 
-def _phases(budget: Budget, pruner: PrunerName, spec: Task) -> list[Phase]:
+def _phases(budget: Budget, pruner: PrunerName, spec: Task, arms: bool = False) -> list[Phase]:
     """Explore cheaply on a subset, optimise on all the data, then validate on the held-out split."""
     explore = (
         math.floor(budget.trials * priors.EXPLORE_SHARE)
@@ -270,8 +270,12 @@ def _phases(budget: Budget, pruner: PrunerName, spec: Task) -> list[Phase]:
         Phase(
             name="validate",
             description=(
-                f"re-run the best configuration and the script's defaults on {budget.seeds} seeds and compare "
-                f"them on the held-out test split, which no selection step saw"
+                f"re-run each arm's best configuration and the script's defaults on {budget.seeds} seeds; "
+                "compare every treatment with the control (Holm-corrected) on the held-out test split, which "
+                "no selection step saw"
+                if arms
+                else f"re-run the best configuration and the script's defaults on {budget.seeds} seeds and "
+                "compare them on the held-out test split, which no selection step saw"
             ),
             data_fraction=1.0,
             trials=0,

@@ -100,7 +100,7 @@ def _plan(**update) -> ExperimentPlan:
         metric=ACCURACY,
         samplers=["random"],
         pruner="none",
-        budget=Budget(trials=3, seeds=5, rounds=1),
+        budget=Budget(trials=3, seeds=5, rounds=1, workers=3),
     )
     return base.model_copy(update=update)
 
@@ -235,3 +235,20 @@ def test_a_report_refuses_arm_runs_that_are_not_in_storage(three_arm_run: Path, 
     (copy / "results.json").write_text(json.dumps(result))
     with pytest.raises(ReportError, match="arm one-epoch final"):
         collect(copy, Settings(reports_dir=tmp_path))
+
+
+def test_arms_with_a_worker_each_tune_at_the_same_time(three_arm_run: Path):
+    import optuna
+
+    from experiments import storage as storages
+
+    storage = storages.open_storage(str(three_arm_run / storages.JOURNAL_FILE))
+    windows = []
+    for name in storages.study_names(storage):
+        if "-r1-" in name:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+            windows.append((min(t.datetime_start for t in trials), max(t.datetime_complete for t in trials)))
+    assert len(windows) == 3
+    assert max(start for start, _ in windows) < min(end for _, end in windows), (
+        "the arms ran one after another"
+    )

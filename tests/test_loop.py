@@ -107,7 +107,7 @@ def test_offline_run_on_a_real_task_ends_with_a_report_and_a_patch(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
         app,
-        ["run", "Does dropout help a small MLP on the breast cancer table?", "--trials", "6", "--seeds", "2",
+        ["run", "Does dropout help a small MLP on the breast cancer table?", "--trials", "4", "--seeds", "2",
          "--rounds", "1", "--device", "cpu"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -116,8 +116,8 @@ def test_offline_run_on_a_real_task_ends_with_a_report_and_a_patch(tmp_path, mon
     stored = RunResult.model_validate_json((folder / "results.json").read_text())
     assert stored.plan.task == "tabular-mlp"
     assert [a.name for a in stored.plan.arms] == ["no-dropout", "dropout"]
-    assert {a.name: a.trials for a in stored.arms} == {"no-dropout": 6, "dropout": 6}
-    assert sum(len(s.trials) for r in stored.rounds for s in r.studies) == 6 * 2 * len(stored.plan.samplers)
+    assert {a.name: a.trials for a in stored.arms} == {"no-dropout": 4, "dropout": 4}
+    assert sum(len(s.trials) for r in stored.rounds for s in r.studies) == 4 * 2 * len(stored.plan.samplers)
     assert stored.comparison is not None and stored.comparison.n_seeds == 2
     assert [c.treatment for c in stored.comparisons] == ["dropout"]
     assert "answer: " in result.output
