@@ -17,12 +17,16 @@ from agent.report_data import Plot, ReportData  # noqa: E402
 
 BEST_SO_FAR = "best_so_far.png"
 IMPORTANCES = "importances.png"
+ARMS = "arms.png"
 DPI = 110
 
 
 def draw(data: ReportData, folder: Path) -> list[Plot]:
     """Every plot the data supports; a plot with nothing to show is left out (the report says why)."""
     plots = []
+    if any(a.test for a in data.arms):
+        arms(data, folder / ARMS)
+        plots.append(Plot(file=ARMS, title=f"Held-out {data.metric.name} per arm and seed"))
     if any(v is not None for row in data.strategies for v in row.best_so_far):
         best_so_far(data, folder / BEST_SO_FAR)
         plots.append(Plot(file=BEST_SO_FAR, title=f"Best validation {data.metric.name} so far per strategy"))
@@ -52,6 +56,30 @@ def best_so_far(data: ReportData, path: Path) -> None:
     ax.set_title(f"Best {data.metric.name} so far (line) and each trial (dots)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def arms(data: ReportData, path: Path) -> None:
+    """Each arm's held-out value per seed (dots, the same seed joined across arms) and its mean: the
+    comparison the answer rests on, with the defaults' mean as a reference line."""
+    fig, ax = plt.subplots(figsize=(7, 1.8 + 0.9 * len(data.arms)))
+    seeds = sorted({s for a in data.arms for s in a.test})
+    for seed in seeds:
+        points = [(a.test[seed], i) for i, a in enumerate(data.arms) if seed in a.test]
+        ax.plot(*zip(*points, strict=True), color="grey", alpha=0.35, linewidth=0.8)
+    for i, arm in enumerate(data.arms):
+        ax.scatter(list(arm.test.values()), [i] * len(arm.test), s=28, zorder=3)
+        if arm.test_mean is not None:
+            ax.plot([arm.test_mean] * 2, [i - 0.3, i + 0.3], color="black", linewidth=2, zorder=4)
+    if data.comparison is not None:
+        ax.axvline(
+            data.comparison.baseline_mean, color="grey", linestyle="--", label="untuned defaults (mean)"
+        )
+        ax.legend(fontsize=8)
+    ax.set_yticks(range(len(data.arms)), [f"{a.label} ({a.role})" for a in data.arms])
+    ax.set_xlabel(f"held-out {data.metric.name} ({data.metric.direction}); bar: mean; lines join a seed")
+    ax.set_title("Each arm's best configuration, re-run over the same seeds")
+    ax.grid(alpha=0.3, axis="x")
     _save(fig, path)
 
 

@@ -216,6 +216,8 @@ def test_cutting_epochs_to_one_is_judged_worse_and_the_report_says_so_first(thre
     assert lines[2].startswith("**Answer.** ")
     assert "1 epoch hurts" in lines[2]
     assert "No detectable difference between 10 epochs again and 10 epochs" in lines[2]
+    assert "![Held-out accuracy per arm and seed](arms.png)" in "\n".join(lines)
+    assert (three_arm_run / "arms.png").stat().st_size > 0
     stored = json.loads((three_arm_run / reporting.DATA).read_text())
     assert {a["name"] for a in stored["arms"]} == {"ten-epochs", "same", "one-epoch"}
     assert {c["treatment"] for c in stored["comparisons"]} == {"same", "one-epoch"}
