@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -50,6 +52,34 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], whole: Sequence[str] = ()
+) -> None:
+    """Every table the CLI prints goes through here, so each reads the same in a terminal and in a pipe.
+
+    In a terminal: a rich table whose first column (the name you type back) and the WHOLE columns never wrap,
+    the rest folding to fit the window. Piped or redirected: plain tab-separated lines, a header first, then
+    one line per row with every cell whole, whatever the width (tabs and line breaks inside a cell become
+    spaces), for `grep`, `sort` and `cut -f`. Cells are plain text, never rich markup.
+    """
+    rows = [[str(cell) for cell in row] for row in rows]
+    if console.is_terminal:
+        table = Table(title=title)
+        for i, column in enumerate(columns):
+            table.add_column(column, overflow="fold", no_wrap=i == 0 or column in whole)
+        for row in rows:
+            table.add_row(*map(escape, row))
+        console.print(table)
+        return
+    for row in (list(columns), *rows):
+        typer.echo("\t".join(re.sub(r"[\t\r\n]+", " ", cell) for cell in row))
+
+
+def print_json(value: Any) -> None:
+    """Machine-readable output: pure JSON on stdout and nothing else (no markup, no extra lines)."""
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
 @app.callback()
 def main() -> None:
     """research-loop: idea -> plan -> patch -> Optuna studies -> report -> your approval.
@@ -59,16 +89,47 @@ def main() -> None:
 
 
 @app.command()
-def tasks() -> None:
-    """List the registered tasks: script, data, metric and its direction, default hyperparameters."""
-    table = Table(title="research-loop tasks")
-    for column in ("task", "data", "metric", "defaults"):
-        table.add_column(column, overflow="fold")
-    for name in registry.names():
-        task = registry.get(name)
-        defaults = ", ".join(f"{k}={v}" for k, v in task.defaults.items())
-        table.add_row(name, task.data, f"{task.metric.name} ({task.metric.direction})", defaults)
-    console.print(table)
+def tasks(
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print a JSON list instead of the table: per task its name, description, data, model, "
+            "metric {name, direction} and default hyperparameters",
+        ),
+    ] = False,
+) -> None:
+    """List the registered tasks: data, metric and its direction, default hyperparameters.
+
+    In a terminal a table; piped or redirected, tab-separated lines (a header, then one task per line), so
+    `research-loop tasks | cut -f1` lists the names. --json gives every field for scripts.
+    """
+    every = [registry.get(name) for name in registry.names()]
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": t.name,
+                    "description": t.description,
+                    "data": t.data,
+                    "model": t.model,
+                    "metric": {"name": t.metric.name, "direction": t.metric.direction},
+                    "defaults": t.defaults,
+                }
+                for t in every
+            ]
+        )
+        return
+    rows = [
+        (
+            t.name,
+            t.data,
+            f"{t.metric.name} ({t.metric.direction})",
+            ", ".join(f"{k}={v}" for k, v in t.defaults.items()),
+        )
+        for t in every
+    ]
+    print_table("research-loop tasks", ("task", "data", "metric", "defaults"), rows)
 
 
 @app.command()
@@ -510,22 +571,37 @@ def report(
 
 
 @app.command("list")
-def list_runs() -> None:
-    """All runs under the reports directory: idea, status, metric, held-out gain, conclusion and decision."""
+def list_runs(
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print a JSON list instead of the table: per run the table's fields (run_id, idea, status, "
+            "metric, gain, conclusion, decision) and its folder; `[]` when there is no run",
+        ),
+    ] = False,
+) -> None:
+    """All runs under the reports directory, oldest first: idea, status, metric, held-out gain, conclusion
+    and decision.
+
+    In a terminal a table; piped or redirected, tab-separated lines (a header, then one run per line).
+    """
     settings = config.load()
     try:
         rows = reporting.overview(settings.reports_dir)
     except review.Refused as exc:
         fail(str(exc))
+    if as_json:
+        print_json(
+            [{**r.model_dump(mode="json"), "folder": str(settings.reports_dir / r.run_id)} for r in rows]
+        )
+        return
     if not rows:
         console.print(f"no runs under {settings.reports_dir}", highlight=False)
         return
-    table = Table(title=f"runs in {settings.reports_dir}")
-    for column in ("run", "idea", "status", "metric", "gain (held-out)", "conclusion", "decision"):
-        table.add_column(column, overflow="fold", no_wrap=column == "status")
-    for r in rows:
-        table.add_row(*map(escape, (r.run_id, r.idea, r.status, r.metric, r.gain, r.conclusion, r.decision)))
-    console.print(table)
+    columns = ("run", "idea", "status", "metric", "gain (held-out)", "conclusion", "decision")
+    cells = [(r.run_id, r.idea, r.status, r.metric, r.gain, r.conclusion, r.decision) for r in rows]
+    print_table(f"runs in {settings.reports_dir}", columns, cells, whole=("status",))
 
 
 @app.command()
@@ -647,14 +723,37 @@ def reject(
 @app.command()
 def show(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print JSON instead: run_id, target, stage (final or proposed), final_params and the patch "
+            "as patch.json holds it (edits, diff, rationale, files, checks, sha256)",
+        ),
+    ] = False,
 ) -> None:
     """Print a run's patch, highlighted, with its checks: the final one (what approve applies) once the study
-    finished, else the proposed one."""
+    finished, else the proposed one.
+
+    A run without a patch (a `study` run, or a run stopped before its patch) is refused with one line on
+    stderr and a non-zero exit, with or without --json.
+    """
     folder = find_run(config.load(), run_id)
     try:
         record, patch = review.shown_patch(folder)
     except review.Refused as exc:
         refuse(exc)
+    if as_json:
+        print_json(
+            {
+                "run_id": runs.load(folder).run_id,
+                "target": str(record.target),
+                "stage": "final" if record.final else "proposed",
+                "final_params": record.final_params,
+                "patch": patch.model_dump(mode="json"),
+            }
+        )
+        return
     stage = "final patch (what approve applies)" if record.final else "proposed patch (not yet measured)"
     console.print(f"[bold]{stage}[/] for {escape(str(record.target))}", highlight=False)
     console.print(escape(patch.rationale), highlight=False)

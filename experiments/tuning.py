@@ -124,7 +124,9 @@ def tune(
     ]
     spec = _spec(name, task, workspace, cfg, space, cfg.sampler, cfg.pruner)
     label = f"tune {cfg.sampler}"
-    return run_study(url, spec, tickets, workspace, cfg.workers, _reporter(label, on_progress), timeout_s, stop)
+    return run_study(
+        url, spec, tickets, workspace, cfg.workers, _reporter(label, on_progress), timeout_s, stop
+    )
 
 
 def best_of(trials: list[TrialRecord], direction: str) -> TrialRecord | None:
