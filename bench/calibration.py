@@ -43,8 +43,10 @@ TASKS = ("digits-cnn", "tabular-mlp")
 RUNS = 20
 TRIALS = 5
 SEEDS = 3
-# one worker was the faster on 2 cores (tabular-mlp, whole run: 37.0 s with 1 worker, 41.8 s with 2): a run
-# spends most of its time starting a worker process per study, and a second one only adds another start
+# one worker per study is the fastest on 2 cores (whole run, 5 trials per arm, 2026-12-02: tabular-mlp 37.0 s
+# with 1 worker, 41.8 s with 2; digits-cnn 38.2 s and 47.3-55.0 s): a run spends most of its time starting a
+# worker process per study (7 studies), and a second worker only adds a start. Two runs side by side took
+# 106 s against 32 s for one alone, so the repetitions run one after another.
 WORKERS = 1
 LR_LOW, LR_HIGH = 0.5, 2.0  # the searched learning rate, as multiples of the script's default
 # repetition k runs with LoopOptions.seed = SEED_STRIDE * k: its training seeds (seed .. seed + SEEDS - 1)

@@ -62,3 +62,28 @@ def test_demo_time_smoke_runs_the_makefiles_demo_command(tmp_path):
     text = (tmp_path / "demo_time.md").read_text()
     assert "research-loop " in text and "--help" in text
     assert re.search(r"^\| [\d.]+ \| 0 \|", text, re.M), text
+
+
+def test_calibration_smoke_counts_false_positives_of_identical_arms_with_an_exact_interval(tmp_path):
+    out = smoke("calibration.py", tmp_path)
+    assert re.search(r"^\[1/1\] tabular-mlp seed 0: ", out, re.M), out
+    text = (tmp_path / "calibration.md").read_text()
+    row = re.search(
+        r"^\| tabular-mlp \| 1 \| 0 \| ([01]) \((\d) better, (\d) worse\) \| ([\d.]+) \| \[([\d.]+), ([\d.]+)\] \|"
+        r" [01]/1 \(\d+%\) \| [01] \| [01] \|$",
+        text,
+        re.M,
+    )
+    assert row, text
+    k, better, worse = map(int, row.groups()[:3])
+    assert better + worse == k
+    # Clopper-Pearson for k of 1: [0, 0.975] or [0.025, 1]
+    assert tuple(map(float, row.groups()[3:])) == ((0.0, 0.0, 0.975) if k == 0 else (1.0, 0.025, 1.0))
+    assert "| pooled |" not in text  # one task: nothing to pool
+    noise = re.search(r"^\| tabular-mlp \| (0\.\d{4}) \[0\.\d{4}–0\.\d{4}\] \| 0\.\d{4} \[", text, re.M)
+    assert noise and 0 <= float(noise.group(1)) < 0.2, text
+    assert re.search(
+        r"^\| tabular-mlp \| 0 \| (better|worse|no detectable difference) \| 0\.00\d+ \|", text, re.M
+    )
+    assert "Holm" in text and ("**met**" in text or "**NOT met**" in text)
+    assert (tmp_path / "calibration.png").stat().st_size > 5_000
