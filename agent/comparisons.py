@@ -1,7 +1,7 @@
 """The answer to the idea's question: every treatment arm against the control, on the held-out split.
 
 Each arm's selected configuration was re-run over the same seeds, so the comparison is paired by seed
-(difference, 95% t-interval, paired t-test). With several treatments, Holm's step-down correction adjusts
+(difference, 95% t-interval, paired t-test; the exact sign test when every seed gives the same difference). With several treatments, Holm's step-down correction adjusts
 the p-values, so that the chance of calling any identical treatment better or worse stays at ALPHA. A
 treatment is *better* or *worse* when its adjusted p < ALPHA and the difference exceeds the noise floor (the
 control's standard deviation across seeds); otherwise there is *no detectable difference*.
@@ -18,13 +18,6 @@ RULE = (
     f"the Holm-adjusted paired t-test p < {ALPHA:g} across the treatments and |difference| exceeds the noise "
     "floor (the control's std across seeds); otherwise *no detectable difference*"
 )
-
-
-def _p(c: Comparison) -> float | None:
-    """The test's p-value; identical non-zero differences on every seed leave t undefined but certain."""
-    if c.p_value is not None:
-        return c.p_value
-    return 0.0 if c.n_seeds > 1 and c.difference != 0 else None
 
 
 def compare_arms(
@@ -46,7 +39,7 @@ def compare_arms(
     ]
     adjusted = [
         None if p is None else min(1.0, p * looks)
-        for p in stats.holm([None if c is None else _p(c) for c in raw])
+        for p in stats.holm([None if c is None else c.p_value for c in raw])
     ]
     return [
         _judge(t, control, c, p, metric, by_name) for t, c, p in zip(treatments, raw, adjusted, strict=True)

@@ -19,6 +19,7 @@ scale), sampler "default", pruner none, one round, TRIALS trials per arm, SEEDS 
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import statistics
@@ -185,6 +186,19 @@ def spread(values: list[float]) -> str:
     if not values:
         return "—"
     return f"{statistics.fmean(values):.4f} [{min(values):.4f}–{max(values):.4f}]"
+
+
+def figures(tasks: list[str], by_task: dict[str, list[Outcome]]) -> dict[str, object]:
+    """calibration.json: each task's rate as a report's "How sure" section quotes it."""
+    out = {}
+    for task in tasks:
+        done = judged(by_task[task])
+        k, n = sum(o.false_positive for o in done), len(done)
+        if n:
+            lo, hi = clopper_pearson(k, n)
+            out[task] = {"runs": n, "false_positives": k, "rate": k / n, "ci_low": lo, "ci_high": hi}
+    when = time.strftime("%Y-%m-%d", time.gmtime())
+    return {"measured": f"{when}, {common.cpu_model()}, {common.cores()} cores", "tasks": out}
 
 
 def judged(outcomes: list[Outcome]) -> list[Outcome]:
@@ -452,6 +466,7 @@ def main() -> None:
     text += "\nThe p-values' distribution per task: `calibration.png`.\n"
     text += "\n## Runs\n\n" + runs_table(outcomes)
     path = common.write(args.out, "calibration.md", text)
+    common.write(args.out, "calibration.json", json.dumps(figures(tasks, by_task), indent=2) + "\n")
     print(text)
     print(f"wrote {path}")
 

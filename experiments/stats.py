@@ -10,6 +10,8 @@ from scipy import stats as scipy_stats
 
 from agent.schemas import Comparison, Metric, TrialRecord
 
+CONSTANT_TOLERANCE = 1e-9  # differences whose std is below this (relative) are constant, not noisy
+
 
 def metric_values(runs: list[TrialRecord], key: str) -> dict[int, float]:
     """seed -> value of `key` for runs that completed; a run that failed has no value to compare."""
@@ -47,8 +49,12 @@ def compare(
     if n > 1:
         sd = statistics.stdev(diffs)
         half = scipy_stats.t.ppf(1 - 0.025 / looks, n - 1) * sd / math.sqrt(n)
-        # identical differences on every seed leave a t-test undefined: no p-value rather than a false 0
-        p_value = float(scipy_stats.ttest_rel(c, b).pvalue) if sd > 0 else (1.0 if mean == 0 else None)
+        if sd > CONSTANT_TOLERANCE * max(1.0, abs(mean)):
+            p_value = float(scipy_stats.ttest_rel(c, b).pvalue)
+        else:
+            # the same difference on every seed (up to rounding) leaves t undefined, and a t-test on
+            # rounding noise would give p = 1e-29: the exact sign test says what n agreeing seeds can
+            half, p_value = 0.0, 1.0 if mean == 0 else sign_test_p(n)
     else:
         half, p_value = None, None
     return Comparison(
@@ -67,6 +73,11 @@ def compare(
         n_seeds=n,
         looks=looks,
     )
+
+
+def sign_test_p(n: int) -> float:
+    """Two-sided exact sign test when all n paired differences share a sign: 2 * 0.5 ** n."""
+    return min(1.0, 2.0 ** (1 - n))
 
 
 def holm(p_values: list[float | None]) -> list[float | None]:

@@ -87,3 +87,6 @@ def test_calibration_smoke_counts_false_positives_of_identical_arms_with_an_exac
     )
     assert "Holm" in text and ("**met**" in text or "**NOT met**" in text)
     assert (tmp_path / "calibration.png").stat().st_size > 5_000
+    figures = json.loads((tmp_path / "calibration.json").read_text())
+    assert figures["tasks"]["tabular-mlp"]["runs"] == 1
+    assert figures["tasks"]["tabular-mlp"]["false_positives"] == k
