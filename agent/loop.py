@@ -723,6 +723,12 @@ def conclude(
     )
 
 
+def _counted(trials: list[TrialRecord]) -> int:
+    """Trials that count against the budget: one that failed and was run again counts once."""
+    retried = {t.retry_of for t in trials if t.retry_of is not None}
+    return sum(t.number not in retried for t in trials)
+
+
 def validation_mean(runs_: list[TrialRecord], task: Task) -> float:
     """Mean validation value, signed so that larger is better: what selection among finalists uses."""
     sign = 1 if task.metric.direction == "maximize" else -1
@@ -757,7 +763,7 @@ def select_arms(
                 best=chosen[1],
                 final=final,
                 strategy=chosen[0],
-                trials=sum(len(s.trials) for r in rounds for s in r.studies if _of(s, arm, arms)),
+                trials=sum(_counted(s.trials) for r in rounds for s in r.studies if _of(s, arm, arms)),
             )
         )
     return results
