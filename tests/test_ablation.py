@@ -38,11 +38,12 @@ def test_variants_revert_one_difference_each_and_list_what_the_cap_leaves_out():
     assert variants({"a": 1, "b": 0}, {"a": 0, "b": 0}, []) == ([], [])  # one change: nothing to attribute
 
 
-def test_ablation_attributes_the_gain_to_the_one_change_that_matters(tmp_path: Path):
+def test_ablation_attributes_the_gain_to_the_one_change_that_matters(tmp_path: Path, monkeypatch):
     script = tmp_path / "train.py"
     script.write_text(ONE_MATTERS)
     settings = Settings(reports_dir=tmp_path / "reports")
-    task = registry.register(registry.from_script(script))
+    task = registry.from_script(script)
+    monkeypatch.setitem(registry.TASKS, task.name, task)  # the loop registers it too; gone after the test
     plan = check_plan(
         ExperimentPlan(
             title="t",

@@ -93,8 +93,10 @@ def test_tasks_piped_keeps_every_task_name_whole_on_one_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     header, *lines = proc.stdout.splitlines()
     assert header.split("\t") == ["task", "data", "metric", "defaults"]
-    assert [line.split("\t")[0] for line in lines] == registry.names()
-    for line, name in zip(lines, registry.names(), strict=True):
+    # the child process knows only the built-in tasks; this one may hold scripts other tests registered
+    built_in = [n for n in registry.names() if not n.startswith("script:")]
+    assert [line.split("\t")[0] for line in lines] == built_in
+    for line, name in zip(lines, built_in, strict=True):
         task = registry.get(name)
         cells = line.split("\t")
         assert cells[1:3] == [task.data, f"{task.metric.name} ({task.metric.direction})"]
