@@ -91,6 +91,33 @@ def _claim(treatment: Arm, control: Arm, verdict: ArmVerdict) -> str:
     }[verdict]
 
 
+DRIFT = 0.1  # relative: shared values further apart than this were found by searches that did not agree
+
+
+def _search_drift(treatment: Arm, control: Arm, results: dict[str, ArmResult]) -> str:
+    """The shared hyperparameters (tuned in every arm) on which the two arms' selected configurations differ.
+
+    Under no real difference, which learning rate a small search lands on varies from run to run more than the
+    paired test over seeds can see (bench/results/calibration.md): a reader should know when that happened."""
+    t, c = results.get(treatment.name), results.get(control.name)
+    if t is None or c is None or t.best is None or c.best is None:
+        return ""
+    own = {*treatment.fixed, *control.fixed, *(p.name for p in (*treatment.search, *control.search))}
+    far = []
+    for name, mine in c.best.params.items():
+        theirs = t.best.params.get(name)
+        if name in own or theirs is None or theirs == mine:
+            continue
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (mine, theirs))
+        if not numbers or abs(theirs - mine) > DRIFT * max(abs(mine), abs(theirs)):
+            far.append(f"{name} {_show(mine)} vs {_show(theirs)}")
+    return ", ".join(far)
+
+
+def _show(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def _evidence(
     c: Comparison, p_adjusted: float | None, treatment: Arm, control: Arm, results: dict[str, ArmResult]
 ) -> str:
@@ -99,6 +126,13 @@ def _evidence(
         f"{signed(c.difference)} held-out {c.metric} ({ci}, p = {fmt_p(c.p_value)}, Holm-adjusted "
         f"p = {fmt_p(p_adjusted)}, {c.n_seeds} seed{'s' if c.n_seeds != 1 else ''})"
     )
+    drift = _search_drift(treatment, control, results)
+    if drift:
+        text += (
+            f"; caution: the arms' searches settled on different shared values ({drift}), so part of this "
+            f"difference may be which values each search happened to find, not what the arms compare; more "
+            "trials per arm make it smaller"
+        )
     efforts = {results[a.name].trials for a in (treatment, control) if a.name in results}
     if len(efforts) > 1:
         text += (

@@ -254,3 +254,25 @@ def test_arms_with_a_worker_each_tune_at_the_same_time(three_arm_run: Path):
     assert max(start for start, _ in windows) < min(end for _, end in windows), (
         "the arms ran one after another"
     )
+
+
+def test_a_comparison_warns_when_the_arms_searches_settled_on_different_shared_values():
+    arms = [
+        Arm(name="c", role="control", fixed={"dropout": 0.0}),
+        Arm(name="t", role="treatment", technique="x"),
+    ]
+
+    def result(name, role, lr, dropout):
+        best = TrialRecord(
+            number=0, state="COMPLETE", value=0.9, params={"learning_rate": lr, "dropout": dropout}
+        )
+        return ArmResult(name=name, role=role, best=best, final=_runs([0.8, 0.81, 0.8]))
+
+    close = compare_arms(
+        arms, [result("c", "control", 1.7e-3, 0.0), result("t", "treatment", 1.65e-3, 0.3)], ACCURACY
+    )
+    far = compare_arms(
+        arms, [result("c", "control", 1.7e-3, 0.0), result("t", "treatment", 1.2e-3, 0.3)], ACCURACY
+    )
+    assert "caution" not in close[0].statement  # dropout sets the arms apart; it is not a shared value
+    assert "different shared values (learning_rate 0.0017 vs 0.0012)" in far[0].statement
