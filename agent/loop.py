@@ -194,9 +194,27 @@ class Loop:
         if self.options.script is None:
             # a hub data set or model missing offline fails here, in one line, before any trial starts
             data.check_available({**task.defaults, **plan.conditions})
+        return self.baseline_runs(plan, task, plan.budget.seeds)
+
+    def baseline_runs(self, plan: ExperimentPlan, task: Task, seeds: int) -> list[TrialRecord]:
+        """The baseline study over `seeds` seeds: its first call creates it, a later one adds seeds to it."""
+        label = "baseline" if seeds == plan.budget.seeds else f"baseline, {seeds} seeds"
         return evaluate(
             self.url, f"{self.info.run_id}-baseline", task, self.folder / "baseline", dict(plan.conditions),
-            self.config(plan), self.reporter("baseline"), "baseline",
+            self.config(plan, seeds=seeds), self.reporter("baseline"), label,
+        )  # fmt: skip
+
+    def final_runs(
+        self, plan: ExperimentPlan, task: Task, arm: Arm, k: int, params: dict[str, Any], seeds: int
+    ) -> list[TrialRecord]:
+        """Finalist k of `arm` over `seeds` seeds, in its own study (more seeds extend the same study)."""
+        arms = plan.arm_list()
+        label = ("" if len(arms) == 1 else f"{arm.title}: ") + f"finalist {k + 1}"
+        if seeds != plan.budget.seeds:
+            label += f", {seeds} seeds"
+        return evaluate(
+            self.url, study_name(self.info.run_id, arms, arm, "final", str(k)), task,
+            self.folder / "workspace", params, self.config(plan, seeds=seeds), self.reporter("final"), label,
         )  # fmt: skip
 
     def run_round(
@@ -302,19 +320,8 @@ class Loop:
                     chosen.append(trial)
                 if len(chosen) == FINALISTS:
                     break
-            label = "" if len(arms) == 1 else f"{arm.title}: "
             out[arm.name] = [
-                evaluate(
-                    self.url,
-                    study_name(self.info.run_id, arms, arm, "final", str(k)),
-                    task,
-                    self.folder / "workspace",
-                    c.params,
-                    self.config(plan),
-                    self.reporter("final"),
-                    f"{label}finalist {k + 1}",
-                )  # fmt: skip
-                for k, c in enumerate(chosen)
+                self.final_runs(plan, task, arm, k, c.params, plan.budget.seeds) for k, c in enumerate(chosen)
             ]
         return out
 
@@ -338,23 +345,10 @@ class Loop:
         for i, n in enumerate(sizes):
             if i:
                 self.stage(f"seeds-{n}")
-                cfg = self.config(plan, seeds=n)
-                baseline = evaluate(
-                    self.url, f"{self.info.run_id}-baseline", task, self.folder / "baseline",
-                    dict(plan.conditions), cfg, self.reporter("baseline"), f"baseline, {n} seeds",
-                )  # fmt: skip
+                baseline = self.baseline_runs(plan, task, n)
                 finals = {
                     arm.name: [
-                        evaluate(
-                            self.url,
-                            study_name(self.info.run_id, arms, arm, "final", str(k)),
-                            task,
-                            self.folder / "workspace",
-                            runs_[0].params,
-                            cfg,
-                            self.reporter("final"),
-                            f"{arm.title}: finalist {k + 1}, {n} seeds",
-                        )  # fmt: skip
+                        self.final_runs(plan, task, arm, k, runs_[0].params, n)
                         for k, runs_ in enumerate(finals[arm.name])
                         if runs_
                     ]
