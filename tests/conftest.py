@@ -1,4 +1,4 @@
-"""Shared fixtures. Keep this small: one fixture per outside service the tests need."""
+"""Shared fixtures: one per outside service the tests need, and the environment hygiene several files share."""
 
 from __future__ import annotations
 
@@ -48,3 +48,24 @@ def private_postgres() -> Iterator[Postgres]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def no_provider_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """No provider, key or config file from the machine running the tests leaks into them."""
+    for name in list(os.environ):
+        if name.startswith("RESEARCH_LOOP_") or name == "OPENAI_API_KEY":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread: the same seed gives the same metric only at the same thread count, and on two cores
+    shared with other processes two threads thrash (4x slower, measured)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,7 +3,6 @@ and a user's own script as the target."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,8 @@ from agent.schemas import CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit,
 from agent.source import EditError
 from experiments import registry
 from experiments.script import find_block, load_module
+
+pytestmark = pytest.mark.usefixtures("no_provider_env")
 
 DIGITS = registry.get("digits-cnn").script
 TABULAR = registry.get("tabular-mlp").script
@@ -54,14 +55,6 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
         w -= hp["learning_rate"] * 2 * x[:n].T @ (x[:n] @ w - y[:n]) / n
     return {"mse": float(np.mean((x[n:] @ w - y[n:]) ** 2))}
 '''
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("RESEARCH_LOOP_") or name == "OPENAI_API_KEY":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
 
 
 def train(tmp_path: Path, text: str, label: str, **hparams: Any) -> dict[str, float]:

@@ -3,12 +3,10 @@ coder's checks around it."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from agent import coder
 from agent.config import Settings
@@ -17,6 +15,8 @@ from agent.schemas import CodeChangeIntent, ExperimentPlan, Metric, SearchParam
 from agent.source import EditError
 from experiments import registry
 from experiments.script import find_block, load_module
+
+pytestmark = pytest.mark.usefixtures("no_provider_env", "one_torch_thread")
 
 DIGITS = registry.get("digits-cnn").script
 SMALL = {"seed": 0, "data_fraction": 0.3, "device": "cpu"}
@@ -80,22 +80,6 @@ OWN_LOSS = (
     .replace("    loss_fn = criterion()\n", "")
     .replace("loss = loss_fn(model(x[:n]), y[:n])", "loss = cross_entropy(model(x[:n]), y[:n])")
 )
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("RESEARCH_LOOP_") or name == "OPENAI_API_KEY":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train(tmp_path: Path, text: str, label: str, **hparams: Any) -> dict[str, float]:

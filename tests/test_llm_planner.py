@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,10 @@ from agent.config import Settings
 from agent.plan_rules import PlanError
 from agent.schemas import ExperimentPlan, Finding, Metric
 
+pytestmark = pytest.mark.usefixtures("no_provider_env")
+
 IDEA = "Does dropout help a small CNN on handwritten digits under a 30-trial budget?"
 MODEL = "openai-compatible:fake-model"
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("RESEARCH_LOOP_") or name == "OPENAI_API_KEY":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
 
 
 def answer(**over: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,8 @@ from agent.plan_rules import MAX_IDEA_CHARS, PlanError, PlanInvalid, check_plan
 from agent.schemas import CodeChangeIntent, ExperimentPlan, Metric, Phase, RunInfo, SearchParam
 from experiments import registry
 
+pytestmark = pytest.mark.usefixtures("no_provider_env")
+
 SCRIPT = """
 # --- hyperparameters ---
 learning_rate = 0.01
@@ -28,15 +29,6 @@ epochs = 3
 def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, device="auto"):
     return {"accuracy": 0.5}
 """
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No provider, key or config file from the machine running the tests leaks into them."""
-    for name in list(os.environ):
-        if name.startswith("RESEARCH_LOOP_") or name == "OPENAI_API_KEY":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
 
 
 def offline(idea: str, task: str | None = None, **settings: object) -> ExperimentPlan:

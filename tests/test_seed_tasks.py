@@ -14,6 +14,8 @@ from experiments import data, hub, registry
 from experiments.hub import DataUnavailable
 from experiments.script import load_module
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SEED_TASKS = ("text-classification", "image-classification", "lstm-sentiment")
 
 
@@ -24,15 +26,6 @@ def script(task: str):
 def majority_share(dataset: str) -> float:
     labels = data.load_text(dataset).splits["validation"].labels
     return torch.bincount(labels).max().item() / len(labels)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on two cores shared with other processes, two threads thrash (4x slower, measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

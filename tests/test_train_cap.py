@@ -8,16 +8,9 @@ import torch
 from experiments import data, registry
 from experiments.tasks import digits_cnn, image_classification, tabular_mlp
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TABLE_SHAPES = {"breast_cancer": (30, 2), "wine": (13, 3), "iris": (4, 3), "digits": (64, 10)}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the same seed gives the same metric only at the same thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def sizes(splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, int]:
