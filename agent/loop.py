@@ -47,6 +47,8 @@ OPTIONS_FILE = "options.json"
 RESULTS_FILE = "results.json"
 ROUNDS_DIR = "rounds"
 FINALISTS = 2
+MATCH_FILE = "match.json"
+MATCHED = "matched"  # the match round's phase, and its studies' strategy
 STALL_ROUNDS = 2
 ROUND_SEED_STRIDE = 1_000_000  # each round its own sampler seed, clear of the workers' (seed + 1000 * worker)
 # each arm its own sampler seed too: arms share the training seeds, but a search that replayed the control's
@@ -298,28 +300,84 @@ class Loop:
         runs.write_atomic(path, result.model_dump_json(indent=2))
         return result
 
+    def match(
+        self, plan: ExperimentPlan, task: Task, rounds: list[RoundResult], states: dict[str, ArmState]
+    ) -> RoundResult | None:
+        """With several arms, each arm also trains at every other arm's best shared values, its own
+        arm-defining values kept: one tuning trial per other arm, on validation like the search's trials.
+
+        Each arm's search lands on its own shared values (which learning rate a small search finds varies from
+        run to run more than the paired test over seeds can see: bench/results/calibration.md), so comparing
+        each arm at its own best would compare searches as much as arms. With these trials every arm can be
+        re-run at the same shared values, and the arms differ only in what defines them."""
+        arms = plan.arm_list()
+        if len(arms) < 2:
+            return None
+        path = self.folder / ROUNDS_DIR / MATCH_FILE
+        if path.is_file():
+            stored = RoundResult.model_validate_json(path.read_text())
+            self.trials_done += sum(len(s.trials) for s in stored.studies)
+            return stored
+        self.stage("match")
+        full = [r for r in rounds if r.data_fraction == 1.0] or rounds
+        bests = {a.name: _ranked(own_trials(full, a, arms), task)[:1] for a in arms}
+        number = max((r.round for r in rounds), default=0) + 1
+        studies = []
+        for k, arm in enumerate(arms):
+            if not bests[arm.name]:
+                continue
+            mine = bests[arm.name][0].params
+            raw = [
+                matched_point(mine, theirs[0].params, shared_names(plan))
+                for other, theirs in bests.items()
+                if other != arm.name and theirs
+            ]
+            points = [q for q in raw if q != mine and q not in raw[: raw.index(q)]]
+            if not points:
+                continue
+            space = covering(states[arm.name].space, points)
+            cfg = self.config(
+                plan,
+                sampler="random",
+                pruner="none",
+                trials=len(points),
+                warm_start=points,
+                fixed={**plan.conditions, **arm.fixed},
+                sampler_seed=self.options.seed + ROUND_SEED_STRIDE * number + ARM_SEED_STRIDE * k,
+            )
+            name = study_name(self.info.run_id, arms, arm, "match", "shared")
+            tune(self.url, name, task, self.folder / "workspace", space, cfg, self.reporter("match"))
+            studies.append(
+                summarize(self.url, name, task, space, cfg).model_copy(
+                    update={"arm": arm.name, "sampler": MATCHED}
+                )
+            )
+        self.trials_done += sum(len(st.trials) for st in studies)
+        result = RoundResult(round=number, phase=MATCHED, studies=studies)
+        path.parent.mkdir(exist_ok=True)
+        runs.write_atomic(path, result.model_dump_json(indent=2))
+        return result
+
     def finalists(
-        self, plan: ExperimentPlan, task: Task, rounds: list[RoundResult]
+        self, plan: ExperimentPlan, task: Task, rounds: list[RoundResult], matched: RoundResult | None
     ) -> dict[str, list[list[TrialRecord]]]:
-        """Per arm, its best distinct configurations from full-data rounds (from every round if none used all
-        the data), each re-run on all the data over the seeds with held-out metrics. Selection among them uses
+        """Per arm, the configurations re-run on all the data over the seeds with held-out metrics: its best
+        from the full-data rounds (from every round if none used all the data) and, with several arms, its
+        matched trials (`match`); with one arm, its best distinct configurations. Selection among them uses
         validation only."""
         self.stage("final")
         full = [r for r in rounds if r.data_fraction == 1.0] or rounds
         arms = plan.arm_list()
         out: dict[str, list[list[TrialRecord]]] = {}
         for arm in arms:
-            pool = [t for r in full for s in r.studies if _of(s, arm, arms) for t in s.trials]
             chosen: list[TrialRecord] = []
-            for trial in sorted(
-                (t for t in pool if t.state == "COMPLETE" and t.value is not None),
-                key=lambda t: t.value,
-                reverse=task.metric.direction == "maximize",
-            ):
+            for trial in _ranked(own_trials(full, arm, arms), task):
                 if all(trial.params != c.params for c in chosen):
                     chosen.append(trial)
-                if len(chosen) == FINALISTS:
+                if len(chosen) == (1 if matched else FINALISTS):
                     break
+            if matched and chosen:
+                chosen += _ranked(own_trials([matched], arm, arms), task)
             out[arm.name] = [
                 self.final_runs(plan, task, arm, k, c.params, plan.budget.seeds) for k, c in enumerate(chosen)
             ]
@@ -440,7 +498,7 @@ def settled(
 ) -> bool:
     """Whether the answer is clear: every treatment judged better or worse than the control, or (without
     arms) the patch's interval against the defaults excludes 0, at the level corrected for `looks`."""
-    results = select_arms(plan, task, rounds, finals)
+    results, _ = select_arms(plan, task, rounds, finals)
     if plan.arms:
         judged = compare_arms(plan.arms, results, task.metric, looks)
         return bool(judged) and all(c.verdict in ("better", "worse") for c in judged)
@@ -464,6 +522,42 @@ def study_name(run_id: str, arms: list[Arm], arm: Arm, stage: str, suffix: str) 
 def _of(study: StudyResult, arm: Arm, arms: list[Arm]) -> bool:
     """Whether a study tuned `arm` (a run from before arms had one arm, its studies no name)."""
     return study.arm == arm.name or (len(arms) == 1 and not study.arm)
+
+
+def own_trials(rounds: list[RoundResult], arm: Arm, arms: list[Arm]) -> list[TrialRecord]:
+    return [t for r in rounds for s in r.studies if _of(s, arm, arms) for t in s.trials]
+
+
+def _ranked(trials: list[TrialRecord], task: Task) -> list[TrialRecord]:
+    """The completed trials, best first."""
+    done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    return sorted(done, key=lambda t: t.value, reverse=task.metric.direction == "maximize")  # type: ignore[arg-type, return-value]
+
+
+def shared_names(plan: ExperimentPlan) -> set[str]:
+    """The searched hyperparameters every arm tunes alike (an arm's own never overlap them: ExperimentPlan)."""
+    return {p.name for p in plan.search_space}
+
+
+def matched_point(mine: dict[str, Any], theirs: dict[str, Any], shared: set[str]) -> dict[str, Any]:
+    """An arm's own best with the shared values replaced by another arm's."""
+    return {k: theirs[k] if k in shared and k in theirs else v for k, v in mine.items()}
+
+
+def covering(space: list[SearchParam], points: list[dict[str, Any]]) -> list[SearchParam]:
+    """The space widened just enough to hold the points exactly: another arm's revised range may reach
+    past this arm's, and a point moved into range would no longer be the other arm's values."""
+    out = []
+    for p in space:
+        values = [q[p.name] for q in points if p.name in q]
+        if p.kind == "categorical":
+            extra = [v for v in values if not p.contains(v)]
+            out.append(p.model_copy(update={"choices": [*p.choices, *dict.fromkeys(extra)]}) if extra else p)  # type: ignore[misc]
+        elif values:
+            out.append(p.model_copy(update={"low": min(p.low, *values), "high": max(p.high, *values)}))  # type: ignore[type-var]
+        else:
+            out.append(p)
+    return out
 
 
 def initial_states(plan: ExperimentPlan, task: Task) -> dict[str, ArmState]:
@@ -632,7 +726,10 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
             stop = _stop_reason(loop, plan, results)
             if stop:
                 break
-        finals = loop.finalists(plan, task, results)
+        matched = loop.match(plan, task, results, states)
+        if matched is not None:
+            results.append(matched)
+        finals = loop.finalists(plan, task, [r for r in results if r is not matched], matched)
         baseline, finals, sequential = loop.more_seeds(plan, task, results, baseline, finals)
         run_result = conclude(
             info.run_id, plan, task, results, baseline, finals, loop, stop or "", sequential
@@ -683,7 +780,7 @@ def conclude(
     the treatments against the control on the held-out split, and the patch carries the arm best on
     validation, compared with the defaults on the held-out split."""
     arms = plan.arm_list()
-    results = select_arms(plan, task, rounds, finals)
+    results, shared = select_arms(plan, task, rounds, finals)
     top = max(results, key=lambda a: validation_mean(a.final, task))
     studies: list[StudyResult] = [s for r in rounds for s in r.studies]
     looks = sequential.looks
@@ -700,6 +797,7 @@ def conclude(
         validation=stats.compare(top.final, baseline, task.metric, "validation", looks),
         arms=results if len(arms) > 1 else [],
         comparisons=compare_arms(plan.arms, results, task.metric, looks),
+        compared_at=shared,
         seeds_used=sequential.seeds,
         looks=looks,
         stopping=sequential.reason,
@@ -730,15 +828,48 @@ def validation_mean(runs_: list[TrialRecord], task: Task) -> float:
     return sign * sum(values) / len(values) if values else -float("inf")
 
 
+def compared_finals(
+    plan: ExperimentPlan, task: Task, finals: dict[str, list[list[TrialRecord]]]
+) -> tuple[dict[str, list[TrialRecord]], dict[str, Any]]:
+    """Per arm, the finalist it is compared with, and the shared values they share.
+
+    With several arms: the shared values that every arm ran at and that are best on validation averaged over
+    the arms, so the arms differ only in what defines them. Otherwise, or when no shared values ran in every
+    arm (a matched trial failed), each arm's finalist best on validation, and no shared values."""
+    arms = plan.arm_list()
+    each = {
+        a.name: max(finals.get(a.name, []), key=lambda f: validation_mean(f, task), default=[]) for a in arms
+    }
+    if len(arms) < 2:
+        return each, {}
+    shared = shared_names(plan)
+    by_values = {
+        a.name: {_values(f, shared): f for f in finals.get(a.name, []) if _values(f, shared) is not None}
+        for a in arms
+    }
+    common = [k for k in by_values[arms[0].name] if all(k in by_values[a.name] for a in arms)]
+    if not common:
+        return each, {}
+    top = max(common, key=lambda k: sum(validation_mean(by_values[a.name][k], task) for a in arms))
+    return {a.name: by_values[a.name][top] for a in arms}, dict(top)  # type: ignore[arg-type]
+
+
+def _values(runs_: list[TrialRecord], shared: set[str]) -> tuple[tuple[str, Any], ...] | None:
+    """A finalist's shared values, as a key; None for one that never completed."""
+    done = next((r for r in runs_ if r.state == "COMPLETE"), None)
+    return None if done is None else tuple(sorted((k, v) for k, v in done.params.items() if k in shared))
+
+
 def select_arms(
     plan: ExperimentPlan, task: Task, rounds: list[RoundResult], finals: dict[str, list[list[TrialRecord]]]
-) -> list[ArmResult]:
-    """Per arm, the finalist with the best mean validation value (never test), as the tuning trial that
-    found it and its runs over the seeds."""
+) -> tuple[list[ArmResult], dict[str, Any]]:
+    """Per arm, its compared finalist (`compared_finals`, chosen on validation, never test), as the tuning
+    trial that found it and its runs over the seeds; and the shared values the arms were compared at."""
     arms = plan.arm_list()
+    chosen_finals, values = compared_finals(plan, task, finals)
     results: list[ArmResult] = []
     for arm in arms:
-        final = max(finals.get(arm.name, []), key=lambda f: validation_mean(f, task), default=[])
+        final = chosen_finals[arm.name]
         best = next((r for r in final if r.state == "COMPLETE"), None)
         pool = [
             (s.sampler, t)
@@ -748,7 +879,8 @@ def select_arms(
             for t in s.trials
             if best is not None and t.params == best.params
         ]
-        chosen = min(pool, key=lambda item: item[1].number, default=(None, None))
+        # the search's own trial where it found these values, the matched trial only where it did not
+        chosen = min(pool, key=lambda item: (item[0] == MATCHED, item[1].number), default=(None, None))
         results.append(
             ArmResult(
                 name=arm.name,
@@ -757,10 +889,18 @@ def select_arms(
                 best=chosen[1],
                 final=final,
                 strategy=chosen[0],
-                trials=sum(_counted(s.trials) for r in rounds for s in r.studies if _of(s, arm, arms)),
+                # its search's effort: the matched trials re-run other arms' values, one arm more than another
+                # where an arm's own best already had them
+                trials=sum(
+                    _counted(s.trials)
+                    for r in rounds
+                    if r.phase != MATCHED
+                    for s in r.studies
+                    if _of(s, arm, arms)
+                ),
             )
         )
-    return results
+    return results, values
 
 
 def start(options: LoopOptions, settings: Settings, command: list[str]) -> Path:

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from agent.config import Settings
-from agent.schemas import Metric, StudyResult, TrialRecord
+from agent.schemas import ArmResult, Metric, StudyResult, TrialRecord
 from experiments import registry
 from experiments import storage as storages
 from experiments.runner import SPEC_ATTR, to_record, workspace_sha256
@@ -162,6 +162,17 @@ def check_selection(
         )
     if final and {r.seed for r in final} != {r.seed for r in baseline}:
         raise ReportError("the candidate and the baseline did not run over the same seeds")
+
+
+def check_compared_at(arms: list[ArmResult], compared_at: dict[str, Any]) -> None:
+    """Arms said to be compared at the same shared values were all re-run at exactly those values."""
+    for arm in arms:
+        off = sorted({k for r in arm.final for k, v in compared_at.items() if r.params.get(k) != v})
+        if off:
+            raise ReportError(
+                f"results.json says the arms were compared at the same {', '.join(off)}, but arm "
+                f"{arm.name!r} was re-run at other values"
+            )
 
 
 def metric_key(metrics: dict[str, float]) -> tuple[tuple[str, float], ...]:

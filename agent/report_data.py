@@ -23,6 +23,7 @@ from agent.comparisons import compare_arms
 from agent.config import Settings
 from agent.report_checks import (
     ReportError,
+    check_compared_at,
     check_direction,
     check_selection,
     identical_groups,
@@ -225,6 +226,9 @@ class ReportData(Model):
     candidate_arm: str | None = None
     arms: list[ArmRow] = Field(default_factory=list)
     comparisons: list[ArmComparison] = Field(default_factory=list)
+    compared_at: dict[str, Any] = Field(
+        default_factory=dict, description="the shared values every arm was re-run at; empty: each at its own"
+    )
     comparison_rule: str = COMPARISON_RULE
     not_done: list[NotDone] = Field(default_factory=list)
     ablation: list[AblationView] = Field(default_factory=list)
@@ -470,6 +474,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     for arm in arm_results:
         own = [t for _, _, s in view.studies if s.arm == arm.name for t in s.trials]
         check_selection(arm.best, own, arm.final, view.baseline)
+    check_compared_at(arm_results, results.compared_at if isinstance(results, RunResult) else {})
     url, where = storage_url(folder, view.storage or info.storage, settings)
     if url is None:
         studies, verification = [s.study_name for _, _, s in view.studies], f"not read back: {where}"
@@ -512,6 +517,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         candidate_strategy=view.best_strategy,
         candidate_arm=results.best_arm if isinstance(results, RunResult) else None,
         arms=_arm_rows(plan, arm_results, view.metric),
+        compared_at=results.compared_at if isinstance(results, RunResult) else {},
         # recomputed from the verified runs, never taken from results.json's own sentences
         comparisons=compare_arms(
             plan.arms, arm_results, view.metric, results.looks if isinstance(results, RunResult) else 1

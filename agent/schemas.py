@@ -469,6 +469,10 @@ class RunResult(Model):
     validation: Comparison | None = None
     arms: list[ArmResult] = Field(default_factory=list)
     comparisons: list[ArmComparison] = Field(default_factory=list)
+    compared_at: dict[str, Setting] = Field(
+        default_factory=dict,
+        description="the shared values every arm was compared at; empty: each arm at its own best",
+    )
     ablation: Ablation | None = None
     seeds_used: int = Field(default=0, description="seeds of the final comparison")
     looks: int = Field(default=1, description="sequential looks the comparison is corrected for")

@@ -1,10 +1,20 @@
-"""A/A calibration: how often does a controlled comparison call two identical arms different?
+"""A/A calibration: how often does a controlled comparison call two arms with no difference different?
 
 Every repetition is a whole run through `loop.drive`, exactly as `research-loop run` drives one: a plan with a
-control and one treatment that are the SAME arm (both fix the script's current dropout), each tuned with the
-same small budget, each arm's best configuration re-run over the plan's seeds on the held-out split, and the
-treatment judged against the control by `agent.comparisons.compare_arms` (paired t-test by seed, Holm-adjusted
-p < ALPHA and |difference| > noise floor). Any "better" or "worse" verdict is a false positive.
+control and one treatment with no effect, each tuned with the same small budget, every arm re-run over the
+plan's seeds on the held-out split at the shared values chosen on validation (`loop.compared_finals`), and the
+treatment judged against the control by `agent.comparisons.compare_arms` (paired t-test by seed,
+Holm-adjusted p < ALPHA and |difference| > noise floor). Any "better" or "worse" verdict is a false positive.
+Two kinds of null treatment:
+
+- `identical`: the treatment is the control (both fix the script's current dropout). Re-run at the same
+  shared values, identical arms train the same models; this checks that the pipeline makes them agree.
+- `perturbed`: the treatment fixes dropout at PERTURBED (0.1% of the head's units dropped per step): no
+  effect worth the name, but every step's mask changes the training trajectory, so the two arms' runs differ
+  by training noise as two real techniques would. This one measures the statistics.
+
+Each run also judges, side by side from the same stored runs, the design before 2026-12-03: every arm at its
+own best configuration (its finalist 0), which is what the first calibration measured.
 
 Repetitions differ only in `LoopOptions.seed`, so the samplers' seeds and the training seeds of the baseline,
 the tuning trials and the held-out re-runs all differ between repetitions (SEED_STRIDE keeps them apart).
@@ -12,8 +22,8 @@ the tuning trials and the held-out re-runs all differ between repetitions (SEED_
 Each run's plan: the shared search space is learning_rate on [LR_LOW, LR_HIGH] x the task's default (log
 scale), sampler "default", pruner none, one round, TRIALS trials per arm, SEEDS seeds, WORKERS workers.
 
-    python bench/calibration.py                            # 20 runs per task (about 30 min on 2 cores)
-    python bench/calibration.py --runs 5 --tasks tabular-mlp
+    python bench/calibration.py                            # 20 runs per task and kind (about 60 min on 2 cores)
+    python bench/calibration.py --runs 5 --tasks tabular-mlp --kinds perturbed
     python bench/calibration.py --smoke                    # one tiny run on tabular-mlp: plumbing only
 """
 
@@ -31,16 +41,19 @@ from pathlib import Path
 import common
 from scipy import stats
 
-from agent import loop, reporting
-from agent.comparisons import RULE
+from agent import loop, reporting, runs
+from agent.comparisons import RULE, compare_arms
 from agent.config import Settings
 from agent.loop import ARM_SEED_STRIDE
 from agent.plan_rules import check_plan
-from agent.schemas import Arm, Budget, ExperimentPlan, RunResult, SearchParam
+from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan, RunResult, SearchParam
 from agent.verdict import ALPHA
 from experiments import registry
+from experiments.runner import records
 
 TASKS = ("digits-cnn", "tabular-mlp")
+KINDS = ("perturbed", "identical")
+PERTURBED = 0.001  # the perturbed treatment's dropout
 RUNS = 20
 TRIALS = 5
 SEEDS = 3
@@ -56,17 +69,20 @@ SEED_STRIDE = 101
 TARGET_FPR = ALPHA
 FALSE_POSITIVES = ("better", "worse")
 CONSTANT = 1e-9  # per-seed differences closer than this are the same number up to rounding
-SMOKE = {"runs": 1, "tasks": "tabular-mlp", "trials": 2}
+SMOKE = {"runs": 1, "tasks": "tabular-mlp", "kinds": "perturbed", "trials": 2}
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One repetition: the verdict on identical arms and the numbers it came from."""
 
+    kind: str
     task: str
     seed: int
     verdict: str
     wall_s: float
+    own_best_verdict: str = ""  # the same run judged with every arm at its own best (the earlier design)
+    own_best_p: float | None = None
     p: float | None = None
     p_adjusted: float | None = None
     difference: float | None = None
@@ -82,8 +98,8 @@ class Outcome:
         return self.verdict in FALSE_POSITIVES
 
     @property
-    def same_config(self) -> bool:
-        return self.control_lr is not None and self.control_lr == self.treatment_lr
+    def own_best_false_positive(self) -> bool:
+        return self.own_best_verdict in FALSE_POSITIVES
 
     @property
     def constant_difference(self) -> bool:
@@ -91,14 +107,18 @@ class Outcome:
         return self.diff_std is not None and self.diff_std < CONSTANT and abs(self.difference or 0) > CONSTANT
 
 
-def make_plan(task_name: str, trials: int, seeds: int, workers: int, settings: Settings) -> ExperimentPlan:
+def make_plan(
+    kind: str, task_name: str, trials: int, seeds: int, workers: int, settings: Settings
+) -> ExperimentPlan:
     task = registry.get(task_name)
     lr = float(task.defaults["learning_rate"])
     same = {"dropout": task.defaults["dropout"]}
+    treatment = dict(same) if kind == "identical" else {"dropout": PERTURBED}
+    label = "same as control" if kind == "identical" else f"dropout {PERTURBED:g}"
     plan = ExperimentPlan(
         title=f"A/A calibration on {task_name}",
-        idea="A/A calibration: a treatment identical to its control",
-        objective="measure how often identical arms are called different",
+        idea=f"A/A calibration ({kind}): a treatment with no effect",
+        objective="measure how often arms with no difference are called different",
         hypothesis="the two arms do not differ",
         task=task_name,
         search_space=[
@@ -110,35 +130,66 @@ def make_plan(task_name: str, trials: int, seeds: int, workers: int, settings: S
         budget=Budget(trials=trials, seeds=seeds, rounds=1, workers=workers),
         arms=[
             Arm(name="control", role="control", label="control", fixed=same),
-            Arm(name="same", role="treatment", label="same as control", fixed=dict(same)),
+            Arm(name="same", role="treatment", label=label, fixed=treatment),
         ],
     )
     return check_plan(plan, settings, task_name)
 
 
-def one_run(task_name: str, seed: int, trials: int, seeds: int, workers: int, root: Path) -> Outcome:
-    """Drive one whole run in its own folder under `root`, read its verdict, and delete the folder."""
-    settings = Settings(reports_dir=root / f"{task_name}-{seed}", storage=None)
+def one_run(
+    kind: str, task_name: str, seed: int, trials: int, seeds: int, workers: int, root: Path
+) -> Outcome:
+    """Drive one whole run in its own folder under `root`, read its verdicts, and delete the folder."""
+    settings = Settings(reports_dir=root / f"{kind}-{task_name}-{seed}", storage=None)
     started = time.monotonic()
     try:
-        plan = make_plan(task_name, trials, seeds, workers, settings)
+        plan = make_plan(kind, task_name, trials, seeds, workers, settings)
         folder = loop.start(
             loop.LoopOptions(idea=plan.idea, task=task_name, seed=seed), settings, ["bench/calibration.py"]
         )
         (folder / "plan.json").write_text(plan.model_dump_json())
         result = loop.drive(folder, settings)
         shown = reporting.load_data(folder / reporting.DATA).comparisons
-        return outcome(task_name, seed, result, shown, time.monotonic() - started)
+        own = own_best(folder, settings, result)
+        return outcome(kind, task_name, seed, result, shown, own, time.monotonic() - started)
     except loop.LoopError as exc:
-        return Outcome(task_name, seed, "failed", time.monotonic() - started, note=str(exc)[:200])
+        return Outcome(kind, task_name, seed, "failed", time.monotonic() - started, note=str(exc)[:200])
     finally:
         shutil.rmtree(settings.reports_dir, ignore_errors=True)
 
 
-def outcome(task_name: str, seed: int, result: RunResult, shown: list, wall_s: float) -> Outcome:
+def own_best(folder: Path, settings: Settings, result: RunResult) -> tuple[str, float | None]:
+    """The verdict had every arm been compared at its own best configuration: its finalist 0, read from the
+    run's storage."""
+    url = loop.storage_url(folder, runs.load(folder), settings)
+    arms = result.plan.arm_list()
+    finals = [
+        ArmResult(
+            name=a.name,
+            role=a.role,
+            final=records(url, loop.study_name(result.run_id, arms, a, "final", "0")),
+        )
+        for a in arms
+    ]
+    judged = compare_arms(result.plan.arms, finals, result.plan.metric)
+    c = judged[0].comparison if judged else None
+    return (judged[0].verdict if judged else "failed"), (None if c is None else c.p_value)
+
+
+def outcome(
+    kind: str,
+    task_name: str,
+    seed: int,
+    result: RunResult,
+    shown: list,
+    own: tuple[str, float | None],
+    wall_s: float,
+) -> Outcome:
     """The report's verdict (it recomputes the comparison from storage) with the run's per-seed numbers."""
     if len(shown) != 1 or len(result.comparisons) != 1:
-        return Outcome(task_name, seed, "failed", wall_s, note=f"{len(shown)} comparisons in the report")
+        return Outcome(
+            kind, task_name, seed, "failed", wall_s, note=f"{len(shown)} comparisons in the report"
+        )
     judged = shown[0]
     note = "" if judged.verdict == result.comparisons[0].verdict else "results.json's verdict differs"
     c = judged.comparison
@@ -155,10 +206,13 @@ def outcome(task_name: str, seed: int, result: RunResult, shown: list, wall_s: f
         return None if best is None else best.params.get("learning_rate")
 
     return Outcome(
+        kind=kind,
         task=task_name,
         seed=seed,
         verdict=judged.verdict,
         wall_s=wall_s,
+        own_best_verdict=own[0],
+        own_best_p=own[1],
         p=None if c is None else c.p_value,
         p_adjusted=judged.p_adjusted,
         difference=None if c is None else c.difference,
@@ -188,17 +242,19 @@ def spread(values: list[float]) -> str:
     return f"{statistics.fmean(values):.4f} [{min(values):.4f}–{max(values):.4f}]"
 
 
-def figures(tasks: list[str], by_task: dict[str, list[Outcome]]) -> dict[str, object]:
-    """calibration.json: each task's rate as a report's "How sure" section quotes it."""
+def figures(tasks: list[str], kinds: list[str], outcomes: list[Outcome]) -> dict[str, object]:
+    """calibration.json: each task's rate as a report's "How sure" section quotes it, from the first kind
+    measured (`perturbed` where it ran: identical arms agree by construction, so only it tests the statistics)."""
     out = {}
     for task in tasks:
-        done = judged(by_task[task])
+        done = judged([o for o in outcomes if o.task == task and o.kind == kinds[0]])
         k, n = sum(o.false_positive for o in done), len(done)
         if n:
             lo, hi = clopper_pearson(k, n)
             out[task] = {"runs": n, "false_positives": k, "rate": k / n, "ci_low": lo, "ci_high": hi}
     when = time.strftime("%Y-%m-%d", time.gmtime())
-    return {"measured": f"{when}, {common.cpu_model()}, {common.cores()} cores", "tasks": out}
+    where = f"{when}, {common.cpu_model()}, {common.cores()} cores, {kinds[0]} null treatment"
+    return {"measured": where, "tasks": out}
 
 
 def judged(outcomes: list[Outcome]) -> list[Outcome]:
@@ -212,6 +268,8 @@ def rate_row(label: str, outcomes: list[Outcome]) -> list[object]:
     lo, hi = clopper_pearson(k, n) if n else (math.nan, math.nan)
     ps = [o.p for o in done if o.p is not None]
     low_p = sum(p < ALPHA for p in ps)
+    own = [o for o in done if o.own_best_verdict not in ("", "failed")]
+    k_own = sum(o.own_best_false_positive for o in own)
     return [
         label,
         n,
@@ -220,8 +278,8 @@ def rate_row(label: str, outcomes: list[Outcome]) -> list[object]:
         fmt(k / n if n else None, ".3f"),
         f"[{fmt(lo, '.3f')}, {fmt(hi, '.3f')}]",
         f"{low_p}/{len(ps)}" + (f" ({low_p / len(ps):.0%})" if ps else ""),
-        sum(o.same_config for o in done),
         sum(o.constant_difference for o in done),
+        f"{k_own}/{len(own)} = {fmt(k_own / len(own) if own else None, '.3f')}",
     ]
 
 
@@ -233,8 +291,8 @@ RATE_COLUMNS = [
     "FPR",
     "95% CI (Clopper-Pearson)",
     f"unadjusted p < {ALPHA:g}",
-    "same lr chosen by both arms",
     "constant non-zero per-seed difference",
+    "FPR with each arm at its own best (the earlier design, same runs)",
 ]
 
 
@@ -291,11 +349,11 @@ P_COLUMNS = [
 ]
 
 
-def verdict_line(outcomes: list[Outcome]) -> str:
+def verdict_line(kind: str, outcomes: list[Outcome]) -> str:
     done = judged(outcomes)
     k, n = sum(o.false_positive for o in done), len(done)
     if not n:
-        return "- no run finished: **not measured**"
+        return f"- {kind}: no run finished: **not measured**"
     lo, hi = clopper_pearson(k, n)
     met = k / n <= TARGET_FPR
     where = (
@@ -304,34 +362,40 @@ def verdict_line(outcomes: list[Outcome]) -> str:
         else f"the 95% interval [{lo:.3f}, {hi:.3f}] still includes {TARGET_FPR:.0%}"
     )
     return (
-        f"- pooled false-positive rate {k}/{n} = {k / n:.3f} against the target FPR <= {TARGET_FPR:.0%} "
+        f"- {kind}, pooled over the tasks: false-positive rate {k}/{n} = {k / n:.3f} against the target FPR <= {TARGET_FPR:.0%} "
         f"at the default significance level (ALPHA = {ALPHA:g}): **{'met' if met else 'NOT met'}** ({where})"
     )
 
 
 def diagnosis(outcomes: list[Outcome]) -> str:
-    """What the false positives have in common, counted from the runs."""
-    fps = [o for o in judged(outcomes) if o.false_positive]
+    """What the false positives have in common, counted from the runs, against the earlier design's."""
+    done = judged(outcomes)
+    fps = [o for o in done if o.false_positive]
+    own = [o for o in done if o.own_best_false_positive]
+    text = (
+        f"With every arm compared at its own best configuration (the design the first calibration measured, "
+        f"judged here on the same stored runs), {len(own)} of {len(done)} runs would have been called better "
+        f"or worse; with the arms re-run at the same shared values, {len(fps)}. "
+    )
     if not fps:
-        return "No run called the identical arms different.\n"
-    distinct = sum(not o.same_config for o in fps)
+        return text + "No run called arms with no difference different.\n"
     constant = sum(o.constant_difference for o in fps)
     tiny = [o.p for o in fps if o.p is not None and o.p < 1e-6]
-    return (
-        f"Of the {len(fps)} false positives, {distinct} came from runs where the two arms' searches chose "
-        f"different learning rates, {constant} had the same non-zero difference on every seed (up to "
-        f"rounding; such a t-test has no variance, so its p-value is 0 or nearly 0), and {len(tiny)} had "
-        "an unadjusted p below 1e-6. A run where both arms chose the same learning rate trains the same "
-        "models on the same seeds and cannot disagree.\n"
+    return text + (
+        f"Of the {len(fps)} false positives, {constant} had the same non-zero difference on every seed (up to "
+        f"rounding; such a t-test has no variance, so its p-value is 0 or nearly 0), and {len(tiny)} had an "
+        "unadjusted p below 1e-6.\n"
     )
 
 
 def runs_table(outcomes: list[Outcome]) -> str:
     rows = [
         [
+            o.kind,
             o.task,
             o.seed,
             o.verdict,
+            o.own_best_verdict,
             fmt(o.control_lr, ".3g"),
             fmt(o.treatment_lr, ".3g"),
             fmt(o.difference, "+.4f"),
@@ -343,11 +407,12 @@ def runs_table(outcomes: list[Outcome]) -> str:
         ]
         for o in outcomes
     ]
-    columns = ["task", "seed", "verdict", "control lr", "treatment lr", "difference", "std of difference"]
+    columns = ["kind", "task", "seed", "verdict", "verdict at own bests", "control lr", "treatment lr"]
+    columns += ["difference", "std of difference"]
     return common.table([*columns, "p", "noise floor", "wall s", "note"], rows)
 
 
-def plot(outcomes: list[Outcome], tasks: list[str], path: Path) -> None:
+def plot(groups: dict[str, list[Outcome]], path: Path) -> None:
     """Empirical distribution of the unadjusted p-values per task against the uniform one of a calibrated test."""
     import matplotlib
 
@@ -356,14 +421,14 @@ def plot(outcomes: list[Outcome], tasks: list[str], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="calibrated (uniform)")
-    for task in tasks:
-        ps = sorted(o.p for o in judged(outcomes) if o.task == task and o.p is not None)
+    for label, outcomes in groups.items():
+        ps = sorted(o.p for o in judged(outcomes) if o.p is not None)
         if ps:
             ax.step(
-                [0, *ps, 1], [0, *(i / len(ps) for i in range(1, len(ps) + 1)), 1], where="post", label=task
+                [0, *ps, 1], [0, *(i / len(ps) for i in range(1, len(ps) + 1)), 1], where="post", label=label
             )
     ax.axvline(ALPHA, color="red", linewidth=0.8)
-    ax.set_xlabel("unadjusted paired t-test p-value (identical arms)")
+    ax.set_xlabel("unadjusted paired t-test p-value (arms with no difference)")
     ax.set_ylabel("share of runs with p at most x")
     ax.set_title("A/A calibration: p-values under no difference", fontsize=10)
     ax.legend(fontsize=8)
@@ -387,8 +452,13 @@ def check_seeds(runs: int, workers: int) -> None:
 
 def main() -> None:
     p = common.parser(__doc__)
-    p.add_argument("--runs", type=int, default=RUNS, help="repetitions per task (default: %(default)s)")
+    p.add_argument(
+        "--runs", type=int, default=RUNS, help="repetitions per task and kind (default: %(default)s)"
+    )
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: %(default)s)")
+    p.add_argument(
+        "--kinds", default=",".join(KINDS), help="comma-separated null kinds (default: %(default)s)"
+    )
     p.add_argument("--trials", type=int, default=TRIALS, help="tuning trials per arm (default: %(default)s)")
     p.add_argument(
         "--seeds", type=int, default=SEEDS, help="seeds per held-out re-run (default: %(default)s)"
@@ -399,55 +469,60 @@ def main() -> None:
         for k, v in SMOKE.items():
             setattr(args, k, v)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in registry.TASKS]
-    if unknown or args.runs < 1 or args.seeds < 2:
-        raise SystemExit(f"need known tasks ({', '.join(unknown)} unknown?), --runs >= 1 and --seeds >= 2")
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [t for t in tasks if t not in registry.TASKS] + [k for k in kinds if k not in KINDS]
+    if unknown or not kinds or args.runs < 1 or args.seeds < 2:
+        raise SystemExit(
+            f"need known tasks and kinds ({', '.join(unknown)} unknown?), --runs >= 1 and --seeds >= 2"
+        )
     check_seeds(args.runs, args.workers)
     command = common.command_line()
     head = common.header("A/A calibration of the arms comparison", command)
     started = time.monotonic()
     outcomes: list[Outcome] = []
-    total = args.runs * len(tasks)
+    total = args.runs * len(tasks) * len(kinds)
     with tempfile.TemporaryDirectory(prefix="rl-calibration-") as tmp:
-        for task in tasks:
-            for k in range(args.runs):
-                o = one_run(task, SEED_STRIDE * k, args.trials, args.seeds, args.workers, Path(tmp))
-                outcomes.append(o)
-                fps = sum(x.false_positive for x in outcomes if x.task == task)
-                print(
-                    f"[{len(outcomes)}/{total}] {task} seed {o.seed}: {o.verdict}, difference "
-                    f"{fmt(o.difference, '+.4f')}, p = {fmt(o.p, '.3g')}, noise floor {fmt(o.noise_floor)}, "
-                    f"lr {fmt(o.control_lr, '.3g')} / {fmt(o.treatment_lr, '.3g')}, {o.wall_s:.0f} s; "
-                    f"false positives so far {fps}/{k + 1} {o.note}",
-                    flush=True,
-                )
+        for kind in kinds:
+            for task in tasks:
+                for k in range(args.runs):
+                    o = one_run(kind, task, SEED_STRIDE * k, args.trials, args.seeds, args.workers, Path(tmp))
+                    outcomes.append(o)
+                    fps = sum(x.false_positive for x in outcomes if (x.task, x.kind) == (task, kind))
+                    print(
+                        f"[{len(outcomes)}/{total}] {kind} {task} seed {o.seed}: {o.verdict} (at own bests: "
+                        f"{o.own_best_verdict}), difference {fmt(o.difference, '+.4f')}, p = {fmt(o.p, '.3g')}, "
+                        f"noise floor {fmt(o.noise_floor)}, lr {fmt(o.control_lr, '.3g')} / "
+                        f"{fmt(o.treatment_lr, '.3g')}, {o.wall_s:.0f} s; false positives so far {fps}/{k + 1} "
+                        f"{o.note}",
+                        flush=True,
+                    )
     wall = time.monotonic() - started
 
-    by_task = {t: [o for o in outcomes if o.task == t] for t in tasks}
-    rows = [rate_row(t, os_) for t, os_ in by_task.items()]
+    groups = {f"{k} / {t}": [o for o in outcomes if (o.kind, o.task) == (k, t)] for k in kinds for t in tasks}
+    by_kind = {k: [o for o in outcomes if o.kind == k] for k in kinds}
+    rows = [rate_row(g, os_) for g, os_ in groups.items()]
     if len(tasks) > 1:
-        rows.append(rate_row("pooled", outcomes))
-    p_rows = [[t, *p_summary(os_)] for t, os_ in by_task.items()]
-    if len(tasks) > 1:
-        p_rows.append(["pooled", *p_summary(outcomes)])
+        rows += [rate_row(f"{k} / pooled", os_) for k, os_ in by_kind.items()]
+    p_rows = [[g, *p_summary(os_)] for g, os_ in groups.items()]
     holm_same = all(o.p_adjusted == o.p for o in judged(outcomes))
 
     text = head + (
-        f"\nWall time {wall:.0f} s for {total} runs ({args.runs} per task). Each run: a control and a "
-        "treatment identical to it (both fix the script's dropout at its current value), learning_rate "
-        f"searched on [{LR_LOW:g}, {LR_HIGH:g}] x the default (log), sampler default, pruner none, 1 round, "
-        f"{args.trials} trials per arm, {args.seeds} seeds, {args.workers} worker(s); run k has "
-        f"LoopOptions.seed = {SEED_STRIDE} k. A *false positive* is a verdict of better or worse "
-        f"({RULE}).\n\n"
+        f"\nWall time {wall:.0f} s for {total} runs ({args.runs} per task and kind). Each run: a control that "
+        f"fixes the script's dropout at its current value and a treatment with no effect (*identical*: the "
+        f"same; *perturbed*: dropout {PERTURBED:g}), learning_rate searched on [{LR_LOW:g}, {LR_HIGH:g}] x "
+        f"the default (log), sampler default, pruner none, 1 round, {args.trials} trials per arm, then one "
+        f"matched trial per arm at the other's best learning rate, {args.seeds} seeds, {args.workers} "
+        f"worker(s); run k has LoopOptions.seed = {SEED_STRIDE} k. A *false positive* is a verdict of better "
+        f"or worse ({RULE}).\n\n"
     )
-    text += "## False-positive rate\n\n" + verdict_line(outcomes) + "\n"
-    text += "\n" + common.table(RATE_COLUMNS, rows)
+    text += "## False-positive rate\n\n" + "\n".join(verdict_line(k, os_) for k, os_ in by_kind.items())
+    text += "\n\n" + common.table(["kind / task", *RATE_COLUMNS[1:]], rows)
     text += "\n" + diagnosis(outcomes)
     text += (
         "\n## Noise floor\n\nHeld-out metric: "
         + ", ".join(f"{t}: test_{registry.get(t).metric.name}" for t in tasks)
         + ".\n\n"
-        + common.table(NOISE_COLUMNS, [noise_row(t, os_) for t, os_ in by_task.items()])
+        + common.table(["kind / task", *NOISE_COLUMNS[1:]], [noise_row(g, os_) for g, os_ in groups.items()])
     )
     text += (
         "\n## Unadjusted p-values\n\nUnder no difference a calibrated test's p-values are uniform: 5% of "
@@ -459,14 +534,14 @@ def main() -> None:
             else " (but some runs' adjusted p-values differ: see the runs)"
         )
         + ".\n\n"
-        + common.table(["task", *P_COLUMNS], p_rows)
+        + common.table(["kind / task", *P_COLUMNS], p_rows)
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    plot(outcomes, tasks, args.out / "calibration.png")
-    text += "\nThe p-values' distribution per task: `calibration.png`.\n"
+    plot(groups, args.out / "calibration.png")
+    text += "\nThe p-values' distribution per kind and task: `calibration.png`.\n"
     text += "\n## Runs\n\n" + runs_table(outcomes)
     path = common.write(args.out, "calibration.md", text)
-    common.write(args.out, "calibration.json", json.dumps(figures(tasks, by_task), indent=2) + "\n")
+    common.write(args.out, "calibration.json", json.dumps(figures(tasks, kinds, outcomes), indent=2) + "\n")
     print(text)
     print(f"wrote {path}")
 

@@ -276,3 +276,69 @@ def test_a_comparison_warns_when_the_arms_searches_settled_on_different_shared_v
     )
     assert "caution" not in close[0].statement  # dropout sets the arms apart; it is not a shared value
     assert "different shared values (learning_rate 0.0017 vs 0.0012)" in far[0].statement
+
+
+def test_every_arm_is_re_run_at_the_same_shared_values_from_its_matched_trials(three_arm_run: Path):
+    result = json.loads((three_arm_run / "results.json").read_text())
+    lr = result["compared_at"]["learning_rate"]
+    assert {r["params"]["learning_rate"] for a in result["arms"] for r in a["final"]} == {lr}
+    searched = [r for r in result["rounds"] if r["phase"] != "matched"]
+    matched = [r for r in result["rounds"] if r["phase"] == "matched"]
+    assert len(matched) == 1 and matched[0]["round"] == len(searched) + 1
+    bests = {
+        s["arm"]: max((t for t in s["trials"] if t["value"] is not None), key=lambda t: t["value"])
+        for r in searched
+        for s in r["studies"]
+    }
+    assert lr in {b["params"]["learning_rate"] for b in bests.values()}, "compared at some arm's best"
+    for study in matched[0]["studies"]:
+        others = {b["params"]["learning_rate"] for arm, b in bests.items() if arm != study["arm"]}
+        assert {t["params"]["learning_rate"] for t in study["trials"]} <= others
+    report = (three_arm_run / reporting.MARKDOWN).read_text()
+    assert "Every arm re-run at the same shared values (learning_rate = " in report
+
+
+def test_a_report_refuses_arms_said_to_be_compared_at_values_they_did_not_run(
+    three_arm_run: Path, tmp_path: Path
+):
+    import shutil
+
+    from agent.report_checks import ReportError
+    from agent.report_data import collect
+
+    copy = tmp_path / three_arm_run.name
+    shutil.copytree(three_arm_run, copy)
+    result = json.loads((copy / "results.json").read_text())
+    result["compared_at"]["learning_rate"] *= 1.5
+    (copy / "results.json").write_text(json.dumps(result))
+    with pytest.raises(ReportError, match="compared at the same learning_rate"):
+        collect(copy, Settings(reports_dir=tmp_path))
+
+
+def _finalist(lr: float, values: list[float]) -> list[TrialRecord]:
+    return [
+        TrialRecord(number=0, state="COMPLETE", value=v, params={"learning_rate": lr}, seed=s)
+        for s, v in enumerate(values)
+    ]
+
+
+def test_arms_are_compared_at_the_shared_values_best_on_validation_over_both():
+    plan = _plan(
+        arms=[
+            Arm(name="a", role="control", fixed={"epochs": 10}),
+            Arm(name="b", role="treatment", fixed={"epochs": 5}),
+        ]
+    )
+    task = registry.get("tabular-mlp")
+    # a is best at its own 0.1 (0.90 vs 0.89) but b loses much more there (0.70 vs 0.88): 0.2 wins on average
+    finals = {
+        "a": [_finalist(0.1, [0.90, 0.90]), _finalist(0.2, [0.89, 0.89])],
+        "b": [_finalist(0.2, [0.88, 0.88]), _finalist(0.1, [0.70, 0.70])],
+    }
+    chosen, at = loop.compared_finals(plan, task, finals)
+    assert at == {"learning_rate": 0.2}
+    assert [r.params["learning_rate"] for f in chosen.values() for r in f] == [0.2] * 4
+    # no shared values that every arm ran (a matched trial failed): each arm at its own best, and nothing claimed
+    chosen, at = loop.compared_finals(plan, task, {"a": finals["a"][:1], "b": finals["b"][:1]})
+    assert at == {}
+    assert {n: f[0].params["learning_rate"] for n, f in chosen.items()} == {"a": 0.1, "b": 0.2}

@@ -117,7 +117,10 @@ def test_offline_run_on_a_real_task_ends_with_a_report_and_a_patch(tmp_path, mon
     assert stored.plan.task == "tabular-mlp"
     assert [a.name for a in stored.plan.arms] == ["no-dropout", "dropout"]
     assert {a.name: a.trials for a in stored.arms} == {"no-dropout": 4, "dropout": 4}
-    assert sum(len(s.trials) for r in stored.rounds for s in r.studies) == 4 * 2 * len(stored.plan.samplers)
+    searched = [r for r in stored.rounds if r.phase != "matched"]
+    assert sum(len(s.trials) for r in searched for s in r.studies) == 4 * 2 * len(stored.plan.samplers)
+    assert stored.compared_at.keys() == {p.name for p in stored.plan.search_space}
+    assert {a.final[0].params["learning_rate"] for a in stored.arms} == {stored.compared_at["learning_rate"]}
     assert stored.comparison is not None and stored.comparison.n_seeds == 2
     assert [c.treatment for c in stored.comparisons] == ["dropout"]
     assert "answer: " in result.output
