@@ -25,12 +25,19 @@ class Settings(BaseSettings):
 
     llm: str = Field(
         default="offline",
-        description="offline | openai:<model> | openai-compatible:<model> (with base_url)",
+        description="offline | openai-compatible:<model> (with base_url) | <provider>:<model> for any "
+        "provider LangChain's init_chat_model knows whose package is installed, e.g. anthropic:claude-sonnet-4-5",
     )
     base_url: str | None = Field(
-        default=None, description="OpenAI-compatible server, e.g. http://localhost:8000/v1"
+        default=None,
+        description="the server's address: required for openai-compatible (e.g. http://localhost:8000/v1), "
+        "otherwise it replaces the provider's own endpoint",
     )
-    api_key: SecretStr | None = Field(default=None, description="falls back to OPENAI_API_KEY")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="the provider's API key; unset, each provider reads its own variable (OPENAI_API_KEY, "
+        "ANTHROPIC_API_KEY, ...)",
+    )
     reports_dir: Path = Path("reports")
     storage: str | None = Field(
         default=None, description="Optuna storage URL; default: journal file in the run"
@@ -53,11 +60,6 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_file = Path(os.environ.get("RESEARCH_LOOP_CONFIG", CONFIG_FILE))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
-
-    def openai_key(self) -> str | None:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        return os.environ.get("OPENAI_API_KEY")
 
 
 def load(**overrides: object) -> Settings:

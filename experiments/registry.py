@@ -191,6 +191,7 @@ TASKS: dict[str, Task] = {
                 "cifar10",
                 "cifar-10",
                 "image",
+                "image classifier",
                 "photo",
                 "vision",
                 "augmentation",

@@ -54,7 +54,7 @@ def private_postgres() -> Iterator[Postgres]:
 def no_provider_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """No provider, key or config file from the machine running the tests leaks into them."""
     for name in list(os.environ):
-        if name.startswith("RESEARCH_LOOP_") or name == "OPENAI_API_KEY":
+        if name.startswith("RESEARCH_LOOP_") or name.endswith("_API_KEY"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
 
