@@ -6,8 +6,8 @@ The loop calls two functions:
     final = finalize_patch(run_folder, best.params)           # after the study: what `approve` applies
 
 propose_patch reads the task's script (never writes it), applies the plan's structured changes on the syntax
-tree (agent/edits.py, agent/model_edits.py) and its free-form ones through the LLM as exact search/replace
-blocks, and writes the patched script to run_folder/workspace/<script> (the copy the trials import), the diff
+tree (agent/edits.py, model_edits.py, activation_edits.py, training_edits.py) and its free-form ones through
+the LLM as exact search/replace blocks, and writes the patched script to run_folder/workspace/<script> (the copy the trials import), the diff
 to run_folder/patch.diff and everything `approve` needs to run_folder/patch.json. A patch whose checks fail is
 still written, so a person can see why, but `patch.checks_passed` is False and nothing may run it.
 
@@ -26,13 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent import llm as llms
 from agent import runs
+from agent.activation_edits import change_activation
 from agent.checks import PREFLIGHT_TIMEOUT_S, Preflight, Subject, UnsafePath, run_checks, safe_path
 from agent.config import Settings
 from agent.diffs import apply_file_edits, sha256, to_file_edits, unified_diff
 from agent.edits import expose_constant, set_default, write_defaults
 from agent.model_edits import add_dropout, add_label_smoothing, change_optimizer, change_schedule
-from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit, Model
+from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, Direction, ExperimentPlan, FileEdit, Model
 from agent.source import EditError
+from agent.training_edits import add_weight_decay, early_stopping, limit_train_examples
 from experiments.registry import Task
 from experiments.script import BLOCK_END, BLOCK_START
 
@@ -69,20 +71,38 @@ class PatchRecord(BaseModel):
     final_params: dict[str, Any] = Field(default_factory=dict)
 
 
-EDITS: dict[str, Callable[[str, CodeChangeIntent, str], str]] = {
-    "set_default": lambda text, c, where: set_default(text, c.target, c.value, where),
-    "expose_constant": lambda text, c, where: expose_constant(text, c.target, c.value, c.location, where),
-    "add_dropout": lambda text, c, where: add_dropout(text, c.target, c.value, c.location, where),
-    "add_label_smoothing": lambda text, c, where: add_label_smoothing(text, c.target, c.value, where),
-    "change_optimizer": lambda text, c, where: change_optimizer(text, c.target, c.value, where),
-    "change_schedule": lambda text, c, where: change_schedule(text, c.target, c.value, where),
+@dataclass(frozen=True)
+class EditSite:
+    """What a structured edit may need besides the change: the script's name for messages, and the direction of
+    the task's metric (early stopping must know which way is better; it comes from the registry)."""
+
+    where: str = "script"
+    direction: Direction = "maximize"
+
+
+EDITS: dict[str, Callable[[str, CodeChangeIntent, EditSite], str]] = {
+    "set_default": lambda text, c, at: set_default(text, c.target, c.value, at.where),
+    "expose_constant": lambda text, c, at: expose_constant(text, c.target, c.value, c.location, at.where),
+    "add_dropout": lambda text, c, at: add_dropout(text, c.target, c.value, c.location, at.where),
+    "add_label_smoothing": lambda text, c, at: add_label_smoothing(text, c.target, c.value, at.where),
+    "change_optimizer": lambda text, c, at: change_optimizer(text, c.target, c.value, at.where),
+    "change_schedule": lambda text, c, at: change_schedule(text, c.target, c.value, at.where),
+    "change_activation": lambda text, c, at: change_activation(text, c.target, c.value, c.location, at.where),
+    "add_weight_decay": lambda text, c, at: add_weight_decay(text, c.target, c.value, at.where),
+    "early_stopping": lambda text, c, at: early_stopping(text, c.target, c.value, at.where, at.direction),
+    "limit_train_examples": lambda text, c, at: limit_train_examples(
+        text, c.target, c.value, c.location, at.where
+    ),
 }
 
 
-def apply_intents(text: str, changes: list[CodeChangeIntent], where: str = "script") -> str:
+def apply_intents(
+    text: str, changes: list[CodeChangeIntent], where: str = "script", direction: Direction = "maximize"
+) -> str:
     """The script with each structured change applied in order (EditError names the one that cannot be made)."""
+    at = EditSite(where, direction)
     for change in changes:
-        text = EDITS[change.kind](text, change, where)
+        text = EDITS[change.kind](text, change, at)
     return text
 
 
@@ -170,7 +190,7 @@ def propose_patch(
     structured = [c for c in plan.code_changes if c.kind != "free_form"]
     free = [c for c in plan.code_changes if c.kind == "free_form"]
     try:
-        text = apply_intents(original, structured, name)
+        text = apply_intents(original, structured, name, task.metric.direction)
     except EditError as exc:
         patch = _failed(job.build(original), "edits", str(exc))
     else:

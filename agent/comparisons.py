@@ -1,10 +1,11 @@
 """The answer to the idea's question: every treatment arm against the control, on the held-out split.
 
-Each arm's selected configuration was re-run over the same seeds, so the comparison is paired by seed
-(difference, 95% t-interval, paired t-test; the exact sign test when every seed gives the same difference). With several treatments, Holm's step-down correction adjusts
-the p-values, so that the chance of calling any identical treatment better or worse stays at ALPHA. A
-treatment is *better* or *worse* when its adjusted p < ALPHA and the difference exceeds the noise floor (the
-control's standard deviation across seeds); otherwise there is *no detectable difference*.
+Every arm was re-run over the same seeds, at the same shared values (`loop.compared_finals`), so the
+comparison is paired by seed (difference, 95% t-interval, paired t-test; the exact sign test when every seed
+gives the same difference). With several treatments, Holm's step-down correction adjusts the p-values, so
+that the chance of calling any identical treatment better or worse stays at ALPHA. A treatment is *better* or
+*worse* when its adjusted p < ALPHA and the difference exceeds the noise floor (the control's standard
+deviation across seeds); otherwise there is *no detectable difference*.
 """
 
 from __future__ import annotations

@@ -184,6 +184,28 @@ def thread(
     return splices, param
 
 
+def by_scope(
+    src: Source, nodes: list[ast.Call], what: str
+) -> dict[ast.FunctionDef | ast.ClassDef, list[ast.Call]]:
+    """The calls grouped by the top-level function, or class (its __init__), a new hyperparameter must reach;
+    `what` names them in the refusal when one lies where no trial's value can reach (import time, forward)."""
+    out: dict[ast.FunctionDef | ast.ClassDef, list[ast.Call]] = {}
+    for node in nodes:
+        scope = src.enclosing(node)
+        init = method(scope, "__init__") if isinstance(scope, ast.ClassDef) else scope
+        if (
+            not isinstance(scope, ast.FunctionDef | ast.ClassDef)
+            or init is None
+            or not init.lineno <= node.lineno <= init.end_lineno  # type: ignore[operator]
+        ):
+            raise EditError(
+                f"{src.where}:{node.lineno}: {what} is built where a trial's hyperparameters cannot reach "
+                f"(only run(), the functions it calls and the __init__ of classes it builds can take them)"
+            )
+        out.setdefault(scope, []).append(node)
+    return out
+
+
 def _arg_names(func: ast.FunctionDef) -> set[str]:
     a = func.args
     extra = [x for x in (a.vararg, a.kwarg) if x is not None]

@@ -188,6 +188,7 @@ class Loop:
             seed=self.options.seed,
             device=self.options.device,
             trial_timeout_s=plan.budget.trial_timeout_s,
+            compression=plan.compression,
         ).model_copy(update=update)
 
     def baseline(self, plan: ExperimentPlan, task: Task) -> list[TrialRecord]:

@@ -24,8 +24,8 @@ import ast
 import re
 from typing import Any
 
-from agent.edits import add_keyword, add_to_block, new_name, thread
-from agent.source import EditError, Source, Splice, literal, method, self_calls
+from agent.edits import add_keyword, add_to_block, by_scope, new_name, thread
+from agent.source import EditError, Source, Splice, callee, literal, method, self_calls
 
 DEFAULT_DROPOUT = 0.1
 # The cross-entropy losses add_label_smoothing edits, and how many positional arguments come before theirs.
@@ -86,7 +86,7 @@ def add_dropout(
     rate = DEFAULT_DROPOUT if rate is None else rate
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
         raise EditError(f"add_dropout {target}: the rate must be a number in [0, 1), got {rate!r}")
-    nn = _nn(src)
+    nn = nn_module(src)
     container = re.fullmatch(r"(\w+)\.(\d+)", location or "")
     if location is None:
         splices = _before_output(src, target, float(rate), nn)
@@ -101,22 +101,23 @@ def add_dropout(
     return src.splice([*splices, add_to_block(src, target, float(rate))])
 
 
-def _nn(src: Source) -> str:
+def nn_module(src: Source, layer: str = "Dropout") -> str:
+    """How the script spells torch.nn (`nn`, `torch.nn`), for the new `layer` an edit writes."""
     if nn := src.module_name_for("torch.nn"):
         return nn
     if torch := src.module_name_for("torch"):
         return f"{torch}.nn"
-    raise EditError(f"{src.where}: imports neither torch nor torch.nn, so it has no nn.Dropout to add")
+    raise EditError(f"{src.where}: imports neither torch nor torch.nn, so it has no nn.{layer} to add")
 
 
-def _containers(src: Source) -> list[tuple[str, ast.stmt, list[ast.expr], bool]]:
+def containers(src: Source) -> list[tuple[str, ast.stmt, list[ast.expr], bool]]:
     """(name, statement, entries, is_sequential) for `name = nn.Sequential(...)`, `name = [...]`, `name += [...]`."""
     out = []
     for node in ast.walk(src.tree):
         if not isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign) or node.value is None:
             continue
         value = node.value
-        sequential = isinstance(value, ast.Call) and _callee(value.func) == "Sequential"
+        sequential = isinstance(value, ast.Call) and callee(value.func) == "Sequential"
         if sequential:
             entries = value.args  # type: ignore[attr-defined]
         elif isinstance(value, ast.List) and any(isinstance(e, ast.Call) for e in value.elts):
@@ -131,7 +132,7 @@ def _containers(src: Source) -> list[tuple[str, ast.stmt, list[ast.expr], bool]]
     return out
 
 
-def _layer_attributes(src: Source) -> list[tuple[ast.ClassDef, ast.Assign, str]]:
+def layer_attributes(src: Source) -> list[tuple[ast.ClassDef, ast.Assign, str]]:
     """(class, statement, attr) for each `self.attr = ...` in an __init__ whose forward calls `self.attr(...)`."""
     out = []
     for cls in (n for n in src.tree.body if isinstance(n, ast.ClassDef)):
@@ -154,8 +155,8 @@ def _layer_attributes(src: Source) -> list[tuple[ast.ClassDef, ast.Assign, str]]
 
 def layer_locations(src: Source) -> list[str]:
     """Every location add_dropout accepts in this script, for error messages and for a planner's prompt."""
-    attrs = [attr for _, _, attr in _layer_attributes(src)]
-    entries = [f"{name}.{i}" for name, _, elts, _ in _containers(src) for i in range(len(elts))]
+    attrs = [attr for _, _, attr in layer_attributes(src)]
+    entries = [f"{name}.{i}" for name, _, elts, _ in containers(src) for i in range(len(elts))]
     return list(dict.fromkeys(attrs)) + entries
 
 
@@ -179,7 +180,7 @@ def _new_attribute(src: Source, cls: ast.ClassDef, stmt: ast.stmt, attr: str, ex
 
 
 def _after_entry(src: Source, name: str, index: int, param: str, rate: float, nn: str) -> list[Splice]:
-    found = [(stmt, elts) for n, stmt, elts, _ in _containers(src) if n == name]
+    found = [(stmt, elts) for n, stmt, elts, _ in containers(src) if n == name]
     if len(found) != 1 or index >= len(found[0][1]):
         raise EditError(
             f"{src.where}: no single layer list {name!r} with an entry {index}; "
@@ -195,7 +196,7 @@ def _after_entry(src: Source, name: str, index: int, param: str, rate: float, nn
 
 
 def _after_attribute(src: Source, attr: str, param: str, rate: float, nn: str) -> list[Splice]:
-    found = [(cls, stmt) for cls, stmt, a in _layer_attributes(src) if a == attr]
+    found = [(cls, stmt) for cls, stmt, a in layer_attributes(src) if a == attr]
     if len(found) != 1:
         raise EditError(
             f"{src.where}: no single layer self.{attr} that a forward() calls; "
@@ -212,14 +213,12 @@ def _after_attribute(src: Source, attr: str, param: str, rate: float, nn: str) -
 
 def _before_output(src: Source, param: str, rate: float, nn: str) -> list[Splice]:
     """Dropout on the output layer's input: where it regularises most and cannot drop the predictions."""
-    classes = {cls.name for cls, _, _ in _layer_attributes(src)}
+    classes = {cls.name for cls, _, _ in layer_attributes(src)}
     sequentials = [
-        n
-        for n in ast.walk(src.tree)
-        if isinstance(n, ast.Call) and _callee(n.func) == "Sequential" and n.args
+        n for n in ast.walk(src.tree) if isinstance(n, ast.Call) and callee(n.func) == "Sequential" and n.args
     ]
     if len(classes) == 1:
-        cls, stmt, attr = _layer_attributes(src)[-1]
+        cls, stmt, attr = layer_attributes(src)[-1]
         calls = [c for c in self_calls(method(cls, "forward"), attr) if c.args]  # type: ignore[arg-type]
         if calls:
             splices, expr = thread(src, cls, param, rate)
@@ -246,23 +245,29 @@ def _branches(src: Source, expr: str, options: list[tuple[str, str]], fallback: 
     return "(\n" + pad + "".join(lines) + fallback + "\n" + src.indent(node) + ")"
 
 
-def change_optimizer(text: str, target: str, value: Any = None, where: str = "script") -> str:
-    src = Source(text, where)
-    new_name(src, target)
+def optimizer_call(src: Source, edit: str, classes: set[str] | None = None) -> ast.Call:
+    """The script's one `optim.<Class>(...)` construction (of `classes`, or any class), or a refusal naming
+    what it builds: with several, which one the study's hyperparameter belongs to is a person's call."""
     calls = [
         n
         for n in ast.walk(src.tree)
         if isinstance(n, ast.Call)
         and isinstance(n.func, ast.Attribute)
-        and n.func.attr in TORCH_OPTIMIZERS
-        and _callee(n.func.value) == "optim"
+        and (n.func.attr in classes if classes is not None else n.func.attr[:1].isupper())
+        and callee(n.func.value) == "optim"
     ]
     if len(calls) != 1:
         built = ", ".join(f"{c.func.attr} (line {c.lineno})" for c in calls) or "none"  # type: ignore[attr-defined]
         raise EditError(
-            f"{where}: change_optimizer needs exactly one torch.optim optimizer; the script builds {built}"
+            f"{src.where}: {edit} needs exactly one torch.optim optimizer; the script builds {built}"
         )
-    call = calls[0]
+    return calls[0]
+
+
+def change_optimizer(text: str, target: str, value: Any = None, where: str = "script") -> str:
+    src = Source(text, where)
+    new_name(src, target)
+    call = optimizer_call(src, "change_optimizer", TORCH_OPTIMIZERS)
     own = call.func.attr.lower()  # type: ignore[attr-defined]
     default = own if value is None else str(value).lower().replace("-", "").replace("_", "")
     if default not in {*OPTIMIZERS, own}:
@@ -297,6 +302,23 @@ def _as_optimizer(src: Source, call: ast.Call, cls: str) -> str:
     return edited[start : end + len(edited) - len(src.text)]
 
 
+def epoch_loop(src: Source) -> ast.For:
+    """run()'s one `for ... in range(...epochs...)` loop: where per-epoch code (a schedule, a stop) goes."""
+    loops = [
+        n
+        for n in ast.walk(src.entry_point())
+        if isinstance(n, ast.For)
+        and isinstance(n.iter, ast.Call)
+        and callee(n.iter.func) == "range"
+        and "epochs" in src.segment(n.iter)
+    ]
+    if len(loops) != 1:
+        raise EditError(
+            f"{src.where}: run() needs exactly one `for ... in range(...epochs...)` loop (found {len(loops)})"
+        )
+    return loops[0]
+
+
 def change_schedule(text: str, target: str, value: Any = None, where: str = "script") -> str:
     src = Source(text, where)
     new_name(src, target)
@@ -310,19 +332,7 @@ def change_schedule(text: str, target: str, value: Any = None, where: str = "scr
     run = src.entry_point()
     if any("lr_scheduler" in src.segment(n) for n in ast.walk(run) if isinstance(n, ast.Attribute)):
         raise EditError(f"{where}: run() already has a learning-rate scheduler; change it by hand")
-    loops = [
-        n
-        for n in ast.walk(run)
-        if isinstance(n, ast.For)
-        and isinstance(n.iter, ast.Call)
-        and _callee(n.iter.func) == "range"
-        and "epochs" in src.segment(n.iter)
-    ]
-    if len(loops) != 1:
-        raise EditError(
-            f"{where}: run() needs exactly one `for ... in range(...epochs...)` loop (found {len(loops)})"
-        )
-    loop = loops[0]
+    loop = epoch_loop(src)
     epochs = src.segment(loop.iter.args[min(1, len(loop.iter.args) - 1)])  # type: ignore[attr-defined]
     stepped = {
         n.func.value.id
@@ -377,7 +387,7 @@ def add_label_smoothing(text: str, target: str, value: Any = None, where: str = 
             f"(a call of cross_entropy(...) or CrossEntropyLoss(...))"
         )
     splices = []
-    for scope, calls in _by_scope(src, losses).items():
+    for scope, calls in by_scope(src, losses, "the loss").items():
         # Other callers of a helper keep training without smoothing: its new parameter defaults to 0.0.
         threaded, expr = thread(src, scope, target, 0.0)
         splices += threaded + [add_keyword(src, call, f"label_smoothing={expr}") for call in calls]
@@ -391,7 +401,7 @@ def _training_losses(src: Source) -> list[ast.Call]:
     for node in ast.walk(src.tree):
         if not isinstance(node, ast.Call):
             continue
-        name = _callee(node.func) or ""
+        name = callee(node.func) or ""
         if name not in CROSS_ENTROPY or _under_no_grad(node, parents):
             continue
         labelled = any(k.arg in ("label_smoothing", None) for k in node.keywords)
@@ -412,34 +422,6 @@ def _under_no_grad(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
             marks = [item.context_expr for item in node.items]
         elif isinstance(node, ast.FunctionDef):
             marks = node.decorator_list
-        if any(_callee(m.func if isinstance(m, ast.Call) else m) in NO_GRAD for m in marks):
+        if any(callee(m.func if isinstance(m, ast.Call) else m) in NO_GRAD for m in marks):
             return True
     return False
-
-
-def _by_scope(src: Source, calls: list[ast.Call]) -> dict[ast.FunctionDef | ast.ClassDef, list[ast.Call]]:
-    """The calls grouped by the top-level function, or class (its __init__), the new hyperparameter must reach."""
-    out: dict[ast.FunctionDef | ast.ClassDef, list[ast.Call]] = {}
-    for call in calls:
-        scope = src.enclosing(call)
-        init = method(scope, "__init__") if isinstance(scope, ast.ClassDef) else scope
-        if (
-            not isinstance(scope, ast.FunctionDef | ast.ClassDef)
-            or init is None
-            or not init.lineno <= call.lineno <= init.end_lineno  # type: ignore[operator]
-        ):
-            raise EditError(
-                f"{src.where}:{call.lineno}: the loss is built where a trial's hyperparameters cannot reach "
-                f"(only run(), the functions it calls and the __init__ of classes it builds can take them)"
-            )
-        out.setdefault(scope, []).append(call)
-    return out
-
-
-def _callee(node: ast.expr) -> str | None:
-    """The last name of a dotted reference (`nn.Sequential` -> 'Sequential', `range` -> 'range')."""
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    if isinstance(node, ast.Name):
-        return node.id
-    return None

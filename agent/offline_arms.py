@@ -15,6 +15,7 @@ from agent import priors
 from agent.plan_rules import matched, position
 from agent.priors import Technique
 from agent.schemas import Arm, CodeChangeIntent, NotDone, SearchParam, Setting
+from agent.training_edits import OWN_WEIGHT_DECAY
 from experiments import data
 from experiments.hub import DataUnavailable
 from experiments.registry import Task
@@ -25,7 +26,13 @@ _CAP = re.compile(
 )
 _OPTIMIZER_CALL = re.compile(r"\boptim\.(AdamW|Adam|SGD)\(")
 # the value a hyperparameter that a code change adds takes by default (agent/model_edits.py)
-_ADDED_DEFAULTS: dict[str, Setting] = {"lr_schedule": "constant", "label_smoothing": 0.0, "dropout": 0.0}
+_ADDED_DEFAULTS: dict[str, Setting] = {
+    "lr_schedule": "constant",
+    "label_smoothing": 0.0,
+    "dropout": 0.0,
+    "activation": "relu",
+    "patience": 0,
+}
 
 
 @dataclass
@@ -64,7 +71,7 @@ def read(text: str, spec: Task) -> Reading:
         changes = {
             (n.change.kind, n.change.target): n.change for n in named if n.change and _used(n, reading)
         }
-        reading.changes = list(changes.values())
+        reading.changes += list(changes.values())
     for terms, reason, remedy in priors.UNSUPPORTED:
         if hit := matched(text, terms):
             reading.not_done.append(NotDone(condition=hit[0], reason=reason, remedy=remedy))
@@ -134,9 +141,12 @@ def _choices(spec: Task, name: str) -> list[Setting] | None:
 
 def _added_default(param: str, spec: Task) -> Setting | None:
     """The value a hyperparameter added by a code change has before any arm sets it: the script's own."""
-    if param == "optimizer":
+    if param in ("optimizer", "weight_decay"):
         calls = set(_OPTIMIZER_CALL.findall(spec.script.read_text()))
-        return calls.pop().lower() if len(calls) == 1 else None
+        if len(calls) != 1:
+            return None
+        own = calls.pop()
+        return own.lower() if param == "optimizer" else OWN_WEIGHT_DECAY.get(own, 0.0)
     return _ADDED_DEFAULTS.get(param)
 
 
@@ -288,11 +298,24 @@ def _conditions(text: str, spec: Task, reading: Reading) -> None:
                 "subset each time); validation and held-out test keep their full size"
             )
         else:
+            # a code change adds the cap with this default, so every arm trains on the same capped subset; the
+            # defaults reference is the unmodified script, which cannot be capped
+            reading.changes.append(
+                CodeChangeIntent(
+                    kind="limit_train_examples",
+                    target=priors.TRAIN_CAP_PARAM,
+                    value=cap,
+                    description=f"cap the training split at {cap} examples, the same subset in every arm",
+                )
+            )
             reading.not_done.append(
                 NotDone(
-                    condition=found.group(0),
-                    reason=f"{spec.name}'s script has no `{priors.TRAIN_CAP_PARAM}` to cap its training split",
-                    remedy=f"add `{priors.TRAIN_CAP_PARAM}` to the script's block and cut the training split",
+                    condition=f"{found.group(0)} for the defaults reference",
+                    reason=f"{spec.name}'s script has no `{priors.TRAIN_CAP_PARAM}`: the patch adds the cap, so "
+                    "every arm trains on the same capped subset, but the defaults reference runs the unmodified "
+                    "script on its whole training split",
+                    remedy=f"add `{priors.TRAIN_CAP_PARAM}` to the script's block (approve this patch) and run "
+                    "again",
                 )
             )
     for key, terms in priors.METRIC_TERMS.items():

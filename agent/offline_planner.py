@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from agent import offline_arms, priors
+from agent import offline_arms, offline_compression, priors
 from agent.config import Settings
 from agent.plan_rules import kind_error, matched, normalize
 from agent.schemas import (
@@ -41,7 +41,8 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     chosen = _choose_task(text, task, notes)
     low_resource = bool(matched(text, priors.LOW_RESOURCE_TERMS))
     reading = offline_arms.read(text, chosen)
-    space, changes = _search_space(text, chosen, low_resource, notes, reading)
+    compression = offline_compression.read(text, chosen, notes, reading.not_done)
+    space, changes = _search_space(text, chosen, low_resource, notes, reading, compression is not None)
     samplers = _samplers(text, notes, reference=not reading.arms)
     pruner = _pruner(text, low_resource)
     budget = _budget(text, low_resource, settings, notes)
@@ -74,6 +75,7 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
         arms=reading.arms,
         conditions=reading.conditions,
         not_done=reading.not_done,
+        compression=compression,
         notes=notes,
         planner=PLANNER_NAME,
     )
@@ -127,10 +129,16 @@ def _prior(spec: Task, name: str) -> SearchParam | None:
 
 
 def _search_space(
-    text: str, spec: Task, low_resource: bool, notes: list[str], reading: offline_arms.Reading
+    text: str,
+    spec: Task,
+    low_resource: bool,
+    notes: list[str],
+    reading: offline_arms.Reading,
+    compressing: bool = False,
 ) -> tuple[list[SearchParam], list[CodeChangeIntent]]:
     """The hyperparameters the idea is about (plus the learning rate), or the most important few; what sets
-    the arms apart (and the shared conditions) is left to the arms."""
+    the arms apart (and the shared conditions) is left to the arms. Compression words search the model's size,
+    unless the plan compresses every model (then the compressed metric is the question)."""
     taken = reading.arm_params | set(reading.conditions)
     by_canonical: dict[str, list[str]] = {}
     for name in spec.defaults:
@@ -141,7 +149,7 @@ def _search_space(
         for c, terms in priors.PARAM_TERMS.items()
         if matched(text, terms) and c not in taken and not (reading.arms and c in priors.ADDABLE)
     ]
-    if matched(text, priors.COMPRESSION_TERMS):
+    if matched(text, priors.COMPRESSION_TERMS) and not compressing:
         named += [c for c in priors.CAPACITY if c in by_canonical and c not in named]
         notes.append(
             f"compression is read as searching the model's size; the plan still judges by "
@@ -302,7 +310,8 @@ def _objective(
         return (
             f"Compare {arms} on {spec.model}, each arm tuning {', '.join(p.name for p in space)} with "
             f"{budget.trials} trials of {', '.join(samplers)} search on validation {spec.metric.name}, then "
-            f"each arm's best re-run over {budget.seeds} seeds on the held-out split."
+            f"every arm re-run over {budget.seeds} seeds on the held-out split at the same shared values (the "
+            "arms' best, each tried in every arm, chosen on validation)."
         )
     return (
         f"{verb} validation {spec.metric.name} of the {spec.model} on {spec.data} by tuning "

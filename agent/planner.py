@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from langchain_core.messages import BaseMessage
 from pydantic import create_model
 
 import templates
 from agent import llm, offline_planner, runs
 from agent.config import Settings
 from agent.plan_rules import PlanError, PlanInvalid, check_idea, check_plan
-from agent.schemas import ExperimentPlan, Finding, Model
+from agent.schemas import CodeChangeKind, ExperimentPlan, Finding, Model
 from experiments import registry
 
 __all__ = [
@@ -86,6 +87,23 @@ def revise_plan(plan: ExperimentPlan, findings: Sequence[Finding], settings: Set
     return revised.model_copy(update={"usage": plan.usage + revised.usage})
 
 
+def plan_messages(
+    template: str, idea: str, settings: Settings, task: str | None, **context: Any
+) -> list[BaseMessage]:
+    """The prompt a planning `template` renders to: the tasks, the schema, the limits and the change kinds."""
+    return llm.render_messages(
+        template,
+        idea=idea,
+        task=task,
+        tasks=[registry.get(name) for name in ([task] if task else registry.names())],
+        schema_name=PlanDraft.__name__,
+        schema=llm.schema_json(PlanDraft),
+        limits={"max_trials": settings.max_trials, "max_rounds": settings.max_rounds},
+        change_kinds=get_args(CodeChangeKind),
+        **context,
+    )
+
+
 def _ask_for_plan(
     template: str, idea: str, settings: Settings, task: str | None, **context: Any
 ) -> ExperimentPlan:
@@ -94,16 +112,7 @@ def _ask_for_plan(
         chat = llm.connect(settings)
     except llm.LLMError as exc:
         raise PlanError(str(exc)) from None
-    messages = llm.render_messages(
-        template,
-        idea=idea,
-        task=task,
-        tasks=[registry.get(name) for name in ([task] if task else registry.names())],
-        schema_name=PlanDraft.__name__,
-        schema=llm.schema_json(PlanDraft),
-        limits={"max_trials": settings.max_trials, "max_rounds": settings.max_rounds},
-        **context,
-    )
+    messages = plan_messages(template, idea, settings, task, **context)
 
     def finish(draft: Model) -> ExperimentPlan:
         fields: dict[str, Any] = draft.model_dump()

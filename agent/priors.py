@@ -94,6 +94,8 @@ GENERIC_PRIORS: dict[str, SearchParam] = {
         _cat("lr_schedule", "constant", "cosine"),
         _float("momentum", 0.8, 0.99),
         _float("label_smoothing", 0.0, 0.2),
+        _cat("activation", "relu", "gelu", "silu"),
+        _int("patience", 1, 5),
     ]
 }
 
@@ -137,6 +139,8 @@ IMPORTANCE: tuple[str, ...] = (
     "lr_schedule",
     "momentum",
     "label_smoothing",
+    "activation",
+    "patience",
 )
 
 # Hyperparameters that size the model: what an idea about compression or capacity is about.
@@ -157,6 +161,8 @@ PARAM_TERMS: dict[str, tuple[str, ...]] = {
     "embedding_dim": ("embedding size", "embedding dimension"),
     "clip": ("gradient clipping", "clipping"),
     "label_smoothing": ("label smoothing",),
+    "activation": ("activation", "activation function", "gelu", "silu", "swish"),
+    "patience": ("early stopping", "patience"),
 }
 
 # Hyperparameters a code change can add to a script that lacks them, and the change that adds each.
@@ -165,6 +171,9 @@ ADDABLE: dict[str, CodeChangeKind] = {
     "optimizer": "change_optimizer",
     "lr_schedule": "change_schedule",
     "label_smoothing": "add_label_smoothing",
+    "weight_decay": "add_weight_decay",
+    "activation": "change_activation",
+    "patience": "early_stopping",
 }
 
 # Words that point at a model family when the idea names no registered task.
@@ -190,10 +199,22 @@ DEFAULT_SAMPLERS: tuple[SamplerName, ...] = ("default",)  # measured in bench/re
 REFERENCE_SAMPLER: SamplerName = "random"
 
 # Pruners an idea can name; first match wins.
+# Early stopping is a code change (training stops itself), asked for instead of pruning slow learners.
 PRUNER_TERMS: tuple[tuple[tuple[str, ...], PrunerName], ...] = (
-    (("no pruning", "without pruning", "no early stopping", "without early stopping"), "none"),
+    (
+        (
+            "no pruning",
+            "without pruning",
+            "instead of pruning",
+            "rather than pruning",
+            "no early stopping",
+            "without early stopping",
+            "early stopping",
+        ),
+        "none",
+    ),
     (("hyperband", "successive halving", "asha"), "hyperband"),
-    (("pruning", "prune", "pruner", "early stopping", "median stopping"), "median"),
+    (("pruning", "prune", "pruner", "median stopping"), "median"),
 )
 DEFAULT_PRUNER: PrunerName = "median"
 
@@ -213,7 +234,28 @@ LOW_RESOURCE_TERMS: tuple[str, ...] = (
     "laptop",
     "cpu only",
 )
-COMPRESSION_TERMS: tuple[str, ...] = ("compression", "compress", "smaller model", "model size", "capacity")
+COMPRESSION_TERMS: tuple[str, ...] = (
+    "compression",
+    "compress",
+    "compressed",
+    "smaller model",
+    "model size",
+    "capacity",
+)
+# Words that ask for the compressed model to be judged (an evaluation transform, agent/offline_compression.py):
+# quantization always; pruning only as magnitude / weight pruning, sparsity, or pruning with a compression word
+# (plain "pruning" in a tuning idea means stopping weak trials).
+QUANTIZATION_TERMS: tuple[str, ...] = ("quantization", "quantisation", "quantized", "quantised", "int8")
+WEIGHT_PRUNING_TERMS: tuple[str, ...] = (
+    "sparsity",
+    "sparse",
+    "magnitude pruning",
+    "weight pruning",
+    "pruned weights",
+    "prune weights",
+    "prune the weights",
+)
+PRUNING_TERMS: tuple[str, ...] = ("pruning", "pruned", "prune")
 
 # An idea must use at least one of these (or a registered task's words) to be read as an ML experiment.
 ML_TERMS: tuple[str, ...] = (
@@ -338,6 +380,10 @@ TECHNIQUES: tuple[Technique, ...] = (
     ),
     Technique("step decay", ("step decay", "step schedule"), "lr_schedule", value="step"),
     Technique("linear warmup", ("linear warmup", "warmup schedule"), "lr_schedule", value="linear_warmup"),
+    Technique("GELU", ("gelu",), "activation", value="gelu"),
+    Technique("SiLU", ("silu", "swish"), "activation", value="silu"),
+    Technique("ReLU", ("relu",), "activation", value="relu"),
+    Technique("early stopping", ("early stopping",), "patience", off=0, on=_int("patience", 1, 5)),
 )
 
 # Words that make an idea a question about its techniques rather than a request to tune them.
@@ -453,19 +499,14 @@ UNSUPPORTED: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "add the layer to the script with a hyperparameter that switches it, then compare arms on it",
     ),
     (
-        ("gelu", "silu", "swish", "activation function", "leaky relu"),
-        "no code change swaps activation functions yet",
+        ("leaky relu", "tanh", "mish", "elu"),
+        "change_activation offers ReLU, GELU and SiLU only",
         "expose the activation as a hyperparameter in the script's block",
     ),
     (
         ("mixup", "cutmix", "cutout"),
         "no code change adds mixing augmentations yet",
         "add the augmentation to the script behind a hyperparameter",
-    ),
-    (
-        ("quantization", "quantisation", "int8", "quantized", "quantised"),
-        "post-training quantisation is not an evaluation the loop can run yet",
-        "quantise the model inside the script's evaluation and report the quantised metric",
     ),
     (
         ("knowledge distillation", "distillation", "distil"),

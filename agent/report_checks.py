@@ -34,6 +34,7 @@ class ReportError(ValueError):
 def fingerprint(record: TrialRecord) -> str:
     """What must agree between a trial in results.json and the same trial in storage (floats exactly)."""
     fields = (record.number, record.state, record.value, record.params, record.metrics, record.seed)
+    fields += (record.curve, record.confusion)  # what the learning curves and confusion matrix draw
     return json.dumps(fields, sort_keys=True, default=repr)
 
 

@@ -30,6 +30,8 @@ from agent.report_checks import (
     storage_url,
     verify_storage,
 )
+from agent.report_compression import CompressionView, compression_view
+from agent.report_curves import ConfusionView, LearningCurve, confusion_view, learning_curve
 from agent.report_sources import (
     CodeChanges,
     HyperparameterRow,
@@ -147,6 +149,7 @@ class LLMUse(Model):
 class Plot(Model):
     file: str
     title: str
+    section: str = Field(default="search", description="the report section that shows it: search or training")
 
 
 class RoundNote(Model):
@@ -256,6 +259,13 @@ class ReportData(Model):
     llm: LLMUse = Field(default_factory=LLMUse)
     repro: Reproducibility
     verdict: Verdict
+    curves: list[LearningCurve] = Field(default_factory=list, description="the finalists' and the defaults'")
+    confusion: ConfusionView | None = Field(
+        default=None, description="the candidate's, on the held-out split"
+    )
+    compression: CompressionView | None = Field(
+        default=None, description="when the plan compressed every model"
+    )
     plots: list[Plot] = Field(default_factory=list)
 
 
@@ -588,7 +598,32 @@ def collect(folder: Path, settings: Settings) -> ReportData:
             view.comparison,
             code.approvable,
         ),
+        curves=_curves(view, arm_results),
+        compression=compression_view(
+            plan.compression if plan else None, view.metric.name, _finalists(view, arm_results)
+        ),
+        confusion=confusion_view(
+            f"arm {results.best_arm}"
+            if isinstance(results, RunResult) and results.best_arm
+            else "the candidate",
+            view.final,
+        ),
     )
+
+
+def _finalists(view: _Studies, arms: list[ArmResult]) -> list[tuple[str, list[TrialRecord]]]:
+    """The runs the comparison rests on: the defaults, then each arm (or, without arms, the candidate)."""
+    groups = [("untuned defaults", view.baseline)]
+    return groups + ([(a.label or a.name, a.final) for a in arms] or [("tuned candidate", view.final)])
+
+
+def _curves(view: _Studies, arms: list[ArmResult]) -> list[LearningCurve]:
+    """The defaults' learning curve, then each arm's (or, without arms, the tuned candidate's)."""
+    curves = [
+        learning_curve(label, "reference" if i == 0 else "candidate", runs, view.metric.name)
+        for i, (label, runs) in enumerate(_finalists(view, arms))
+    ]
+    return [c for c in curves if c is not None]
 
 
 def _study_title(view: _Studies) -> str:

@@ -13,11 +13,15 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from agent.report_curves import ConfusionView  # noqa: E402
 from agent.report_data import Plot, ReportData  # noqa: E402
 
 BEST_SO_FAR = "best_so_far.png"
 IMPORTANCES = "importances.png"
 ARMS = "arms.png"
+CURVES = "learning_curves.png"
+CONFUSION = "confusion.png"
+CURVE_TITLES = {"train_loss": "training loss", "loss": "validation loss"}
 DPI = 110
 
 
@@ -33,7 +37,72 @@ def draw(data: ReportData, folder: Path) -> list[Plot]:
     if any(informative(row.importances) for row in data.strategies):
         importances(data, folder / IMPORTANCES)
         plots.append(Plot(file=IMPORTANCES, title="Hyperparameter importances per strategy"))
+    if data.curves:
+        learning_curves(data, folder / CURVES)
+        plots.append(
+            Plot(file=CURVES, title="Learning curves of the finalists and the defaults", section="training")
+        )
+    if data.confusion is not None:
+        confusion(data.confusion, folder / CONFUSION)
+        plots.append(
+            Plot(
+                file=CONFUSION,
+                title=f"Held-out confusion matrix of {data.confusion.label}",
+                section="training",
+            )
+        )
     return plots
+
+
+def learning_curves(data: ReportData, path: Path) -> None:
+    """Per epoch, one panel per series (training loss, validation loss, validation metric), one line per group
+    of runs (mean over its seeds); the untuned defaults dashed grey, as the reference."""
+    keys = list(dict.fromkeys(k for c in data.curves for k in c.series))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        for curve in data.curves:
+            if key not in curve.series:
+                continue
+            style = (
+                {"color": "grey", "linestyle": "--"}
+                if curve.role == "reference"
+                else {"marker": "o", "markersize": 3}
+            )
+            ax.plot(curve.epochs, curve.series[key], label=f"{curve.label} ({curve.seeds} seeds)", **style)
+        ax.set_title(CURVE_TITLES.get(key, f"validation {key}"))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Learning curves: mean over each group's seeds", fontsize=10)
+    _save(fig, path)
+
+
+def confusion(view: ConfusionView, path: Path) -> None:
+    """Rows true class, columns predicted; colour the share of the row, text the count (summed over seeds)."""
+    size = len(view.matrix)
+    shares = [[n / max(1, sum(row)) for n in row] for row in view.matrix]
+    fig, ax = plt.subplots(figsize=(1.6 + 0.45 * size, 1.2 + 0.45 * size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    if size <= 20:
+        for i, row in enumerate(view.matrix):
+            for j, n in enumerate(row):
+                ax.text(
+                    j,
+                    i,
+                    str(n),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shares[i][j] > 0.6 else "black",
+                )
+    ax.set_xticks(range(size))
+    ax.set_yticks(range(size))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{view.label}, held-out, {view.seeds} seeds summed", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    _save(fig, path)
 
 
 def best_so_far(data: ReportData, path: Path) -> None:
@@ -78,7 +147,7 @@ def arms(data: ReportData, path: Path) -> None:
         ax.legend(fontsize=8)
     ax.set_yticks(range(len(data.arms)), [f"{a.label} ({a.role})" for a in data.arms])
     ax.set_xlabel(f"held-out {data.metric.name} ({data.metric.direction}); bar: mean; lines join a seed")
-    ax.set_title("Each arm's best configuration, re-run over the same seeds")
+    ax.set_title("Each arm re-run over the same seeds")
     ax.grid(alpha=0.3, axis="x")
     _save(fig, path)
 

@@ -104,6 +104,34 @@ class Budget(Model):
     trial_timeout_s: float = Field(default=600, gt=0)
 
 
+class Compression(Model):
+    """An evaluation transform: each run's trained model is compressed before its final evaluation, so the study
+    tunes (and the report compares) the compressed model's metric. The uncompressed metrics, the model's size in
+    bytes and its CPU latency per batch are recorded with it."""
+
+    kind: Literal["int8_dynamic", "magnitude_pruning"] = Field(
+        description="int8_dynamic: post-training dynamic int8 quantization of the Linear and LSTM layers "
+        "(torch.ao.quantization.quantize_dynamic); magnitude_pruning: global magnitude pruning of the "
+        "Linear and Conv weights at `sparsity` (torch.nn.utils.prune)"
+    )
+    sparsity: float | None = Field(
+        default=None, gt=0, lt=1, description="magnitude_pruning's share of weights zeroed (default 0.5)"
+    )
+
+    @model_validator(mode="after")
+    def _sparsity_for_pruning(self) -> Compression:
+        if self.kind == "magnitude_pruning" and self.sparsity is None:
+            self.sparsity = 0.5
+        if self.kind != "magnitude_pruning" and self.sparsity is not None:
+            raise ValueError(f"compression.sparsity: only magnitude_pruning takes one, not {self.kind}")
+        return self
+
+    def describe(self) -> str:
+        if self.kind == "int8_dynamic":
+            return "int8 dynamic quantization of the Linear and LSTM layers"
+        return f"global magnitude pruning of the Linear and Conv weights at {self.sparsity:.0%} sparsity"
+
+
 class Phase(Model):
     """One step of the execution plan (explore on a subset, optimise on all data, validate held-out)."""
 
@@ -120,6 +148,10 @@ CodeChangeKind = Literal[
     "add_label_smoothing",
     "change_optimizer",
     "change_schedule",
+    "change_activation",
+    "add_weight_decay",
+    "early_stopping",
+    "limit_train_examples",
     "free_form",
 ]
 
@@ -138,7 +170,9 @@ class CodeChangeIntent(Model):
         default=None,
         description="where in the script, when the coder cannot find it alone: add_dropout's layer "
         "(`attr` called in forward, or `container.index`; default: before the output layer), "
-        "expose_constant's constant (`NAME`) or literal keyword argument (`function.keyword`)",
+        "expose_constant's constant (`NAME`) or literal keyword argument (`function.keyword`), "
+        "change_activation's ReLU layer (`attr` or `container.index`; default: every ReLU), "
+        "limit_train_examples' training-split variable (default: the first name holding 'train')",
     )
 
 
@@ -228,6 +262,10 @@ class ExperimentPlan(Model):
         description="settings every arm and the defaults reference run with, e.g. the data set or a cap on "
         "training examples that the idea names",
     )
+    compression: Compression | None = Field(
+        default=None,
+        description="compress every run's model before its final evaluation and judge the compressed model",
+    )
     not_done: list[NotDone] = Field(
         default_factory=list, description="conditions the idea names that this plan does not honour, and why"
     )
@@ -314,6 +352,13 @@ class TrialRecord(Model):
     value: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     intermediate: dict[int, float] = Field(default_factory=dict)
+    curve: list[dict[str, float]] = Field(
+        default_factory=list,
+        description="per epoch as the script reported it: epoch, train_loss, and the validation metrics",
+    )
+    confusion: list[list[int]] = Field(
+        default_factory=list, description="held-out confusion matrix, rows true class, columns predicted"
+    )
     seed: int | None = None
     duration_s: float | None = None
     error: str | None = None

@@ -189,3 +189,12 @@ def method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             return node
     return None
+
+
+def callee(node: ast.expr) -> str | None:
+    """The last name of a dotted reference (`nn.Sequential` -> 'Sequential', `range` -> 'range')."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return None

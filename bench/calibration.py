@@ -29,6 +29,7 @@ scale), sampler "default", pruner none, one round, TRIALS trials per arm, SEEDS 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
@@ -482,9 +483,11 @@ def main() -> None:
     outcomes: list[Outcome] = []
     total = args.runs * len(tasks) * len(kinds)
     with tempfile.TemporaryDirectory(prefix="rl-calibration-") as tmp:
-        for kind in kinds:
-            for task in tasks:
-                for k in range(args.runs):
+        # repetition by repetition across kinds and tasks, the results rewritten after each run: stopped
+        # early, the files hold every finished run, balanced between the groups
+        for k in range(args.runs):
+            for kind in kinds:
+                for task in tasks:
                     o = one_run(kind, task, SEED_STRIDE * k, args.trials, args.seeds, args.workers, Path(tmp))
                     outcomes.append(o)
                     fps = sum(x.false_positive for x in outcomes if (x.task, x.kind) == (task, kind))
@@ -496,8 +499,20 @@ def main() -> None:
                         f"{o.note}",
                         flush=True,
                     )
-    wall = time.monotonic() - started
+                    text = write_results(args, head, tasks, kinds, outcomes, time.monotonic() - started)
+    print(text)
+    print(f"wrote {args.out / 'calibration.md'}")
 
+
+def write_results(
+    args: argparse.Namespace,
+    head: str,
+    tasks: list[str],
+    kinds: list[str],
+    outcomes: list[Outcome],
+    wall: float,
+) -> str:
+    """calibration.md, .json and .png from the runs finished so far; returns the markdown."""
     groups = {f"{k} / {t}": [o for o in outcomes if (o.kind, o.task) == (k, t)] for k in kinds for t in tasks}
     by_kind = {k: [o for o in outcomes if o.kind == k] for k in kinds}
     rows = [rate_row(g, os_) for g, os_ in groups.items()]
@@ -505,12 +520,13 @@ def main() -> None:
         rows += [rate_row(f"{k} / pooled", os_) for k, os_ in by_kind.items()]
     p_rows = [[g, *p_summary(os_)] for g, os_ in groups.items()]
     holm_same = all(o.p_adjusted == o.p for o in judged(outcomes))
-
+    total = args.runs * len(tasks) * len(kinds)
+    done = "" if len(outcomes) == total else f" (stopped after {len(outcomes)} of them)"
     text = head + (
-        f"\nWall time {wall:.0f} s for {total} runs ({args.runs} per task and kind). Each run: a control that "
-        f"fixes the script's dropout at its current value and a treatment with no effect (*identical*: the "
-        f"same; *perturbed*: dropout {PERTURBED:g}), learning_rate searched on [{LR_LOW:g}, {LR_HIGH:g}] x "
-        f"the default (log), sampler default, pruner none, 1 round, {args.trials} trials per arm, then one "
+        f"\nWall time {wall:.0f} s for {total} runs{done}, {args.runs} per task and kind. Each run: a control "
+        f"that fixes the script's dropout at its current value and a treatment with no effect (*identical*: "
+        f"the same; *perturbed*: dropout {PERTURBED:g}), learning_rate searched on [{LR_LOW:g}, {LR_HIGH:g}] "
+        f"x the default (log), sampler default, pruner none, 1 round, {args.trials} trials per arm, then one "
         f"matched trial per arm at the other's best learning rate, {args.seeds} seeds, {args.workers} "
         f"worker(s); run k has LoopOptions.seed = {SEED_STRIDE} k. A *false positive* is a verdict of better "
         f"or worse ({RULE}).\n\n"
@@ -540,10 +556,9 @@ def main() -> None:
     plot(groups, args.out / "calibration.png")
     text += "\nThe p-values' distribution per kind and task: `calibration.png`.\n"
     text += "\n## Runs\n\n" + runs_table(outcomes)
-    path = common.write(args.out, "calibration.md", text)
+    common.write(args.out, "calibration.md", text)
     common.write(args.out, "calibration.json", json.dumps(figures(tasks, kinds, outcomes), indent=2) + "\n")
-    print(text)
-    print(f"wrote {path}")
+    return text
 
 
 if __name__ == "__main__":

@@ -121,6 +121,43 @@ def train_subset(indices: np.ndarray, fraction: float = 1.0, max_train: int = 0)
     return subset(indices[:max_train] if max_train else indices, fraction)
 
 
+def limit_examples(max_train: int, *columns: Any) -> Any:
+    """A script's own training columns cut to `max_train` examples (0 keeps them as they are, the same objects):
+    what the `limit_train_examples` code change calls on a script that builds its own training split.
+
+    That split may be in any order (sorted by class, say), so the examples kept are not its first ones but
+    train_subset's cut of the split shuffled with SPLIT_SEED, put back in their original order: the same
+    examples for every run, arm and seed. The columns (tensors, arrays, lists, data frames, Hugging Face or
+    torch data sets) are measured even when nothing is cut, so a split that cannot be (a generator, columns of
+    different lengths) fails the preflight at the default, not a trial later.
+    """
+    if not columns:
+        raise ValueError("limit_examples needs at least one training column")
+    sizes = [len(c) for c in columns]
+    if len(set(sizes)) != 1:
+        raise ValueError(f"limit_examples: the training columns differ in length ({sizes})")
+    order = np.random.default_rng(SPLIT_SEED).permutation(sizes[0])
+    keep = np.sort(train_subset(order, max_train=int(max_train)))
+    if len(keep) < sizes[0]:
+        columns = tuple(_take(c, keep) for c in columns)
+    return columns[0] if len(columns) == 1 else columns
+
+
+def _take(column: Any, keep: np.ndarray) -> Any:
+    """The rows `keep` of one training column, in the column's own type where it has one."""
+    if isinstance(column, torch.Tensor):
+        return column[torch.as_tensor(keep)]
+    if isinstance(column, np.ndarray):
+        return column[keep]
+    if hasattr(column, "iloc"):
+        return column.iloc[keep]
+    if hasattr(column, "select"):  # a Hugging Face Dataset
+        return column.select(keep.tolist())
+    if isinstance(column, list | tuple):
+        return type(column)(column[i] for i in keep)
+    return torch.utils.data.Subset(column, keep.tolist())
+
+
 def tensor_splits(
     x: np.ndarray,
     y: np.ndarray,

@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.schemas import Metric, SearchParam, TrialRecord
+from agent.schemas import Compression, Metric, SearchParam, TrialRecord
 from experiments import storage as storages
 
 SPEC_ATTR = "research_loop"
@@ -79,6 +79,9 @@ class StudySpec(BaseModel):
     trial_timeout_s: float = 600
     memory_limit_mb: int | None = None
     patch_sha256: str = ""
+    compression: Compression | None = Field(
+        default=None, description="compress each run's model before its final evaluation"
+    )
 
 
 class Progress(BaseModel):
@@ -369,6 +372,8 @@ def to_record(trial: FrozenTrial) -> TrialRecord:
         value=trial.value if trial.state == TrialState.COMPLETE else None,
         metrics=trial.user_attrs.get("metrics", {}),
         intermediate=dict(trial.intermediate_values),
+        curve=trial.user_attrs.get("curve", []),
+        confusion=trial.user_attrs.get("confusion", []),
         seed=ticket.get("seed"),
         duration_s=duration,
         error=trial.user_attrs.get("error") or (LOST if trial.state == TrialState.FAIL else None),

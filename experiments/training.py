@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import torch
 
+from experiments import compression
 from experiments.script import TrialPruned
 
 
@@ -70,44 +71,119 @@ def batches(
         yield order[start : start + batch_size]
 
 
-@torch.no_grad()
+def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> Iterator[tuple[slice, torch.Tensor]]:
+    """A classifier's logits on `x`, batch by batch (with each batch's rows), in eval mode and without grad."""
+    model.eval()
+    first = next(model.parameters(), None)  # a fully int8-quantized model has no float parameters: CPU
+    device = first.device if first is not None else torch.device("cpu")
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                rows = slice(start, start + batch_size)
+                with autocast(device):
+                    logits = model(x[rows].to(device)).float()
+                yield rows, logits
+    finally:
+        model.train()
+
+
 def evaluate(
     model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512
 ) -> dict[str, float]:
     """Loss, accuracy and top-5 accuracy of a classifier on one split."""
-    model.eval()
-    loss_sum, correct, top5, device = 0.0, 0, 0, next(model.parameters()).device
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-        with autocast(device):
-            logits = model(xb).float()
+    loss_sum, correct, top5 = 0.0, 0, 0
+    for rows, logits in _logits(model, x, batch_size):
+        yb = y[rows].to(logits.device)
         loss_sum += torch.nn.functional.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(dim=1) == yb).sum().item()
         k = min(5, logits.shape[1])
         top5 += (logits.topk(k, dim=1).indices == yb[:, None]).any(dim=1).sum().item()
-    model.train()
     return {"loss": loss_sum / len(x), "accuracy": correct / len(x), "top5_accuracy": top5 / len(x)}
 
 
-def report(trial: Any, value: float, step: int) -> None:
+def logits_of(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """A classifier's logits on one split, on the CPU."""
+    return torch.cat([logits.cpu() for _, logits in _logits(model, x, batch_size)])
+
+
+# What a script noted for its trial's record (learning curve, confusion matrix), by trial: the worker stores it
+# with the trial's metrics in the same background write, so noting costs no storage round trip.
+_NOTES: dict[int, dict[str, Any]] = {}
+
+
+def take_notes(trial: Any) -> dict[str, Any]:
+    """What the script noted for `trial` (keys `curve`, `confusion`), forgotten here once taken."""
+    return _NOTES.pop(id(trial), {})
+
+
+def report(trial: Any, value: float, step: int, **curve: float) -> None:
     """Report an intermediate validation value; raise TrialPruned when the pruner says stop.
 
-    A study without a pruner is not asked: asking reads the trial back from the storage, a query per epoch on
-    PostgreSQL (bench/results/overhead.md)."""
+    `curve` is the epoch's point of the learning curve (`train_loss`, and the validation `loss`, `accuracy`,
+    ...), kept in the trial's record for the report's learning curves. A study without a pruner is not asked:
+    asking reads the trial back from the storage, a query per epoch on PostgreSQL (bench/results/overhead.md)."""
     if trial is None:
         return
+    if curve:
+        point = {"epoch": float(step), **{k: float(v) for k, v in curve.items()}}
+        _NOTES.setdefault(id(trial), {}).setdefault("curve", []).append(point)
     trial.report(value, step)
     if not isinstance(trial.study.pruner, optuna.pruners.NopPruner) and trial.should_prune():
         raise TrialPruned(f"pruned at step {step} with value {value:.4f}")
 
 
+def record_confusion(trial: Any, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Note the held-out confusion matrix (rows: true class, columns: predicted) for the trial's record."""
+    if trial is None:
+        return
+    classes = logits.shape[1]
+    pairs = labels.cpu().long() * classes + logits.argmax(dim=1).cpu()
+    counts = torch.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+    _NOTES.setdefault(id(trial), {})["confusion"] = counts.tolist()
+
+
+class EpochLoss:
+    """The mean training loss over an epoch's batches, summed on the loss's device so a batch costs no sync."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, loss: torch.Tensor, examples: int) -> None:
+        self.total = self.total + loss.detach().float() * examples
+        self.count += examples
+
+    def mean(self) -> float:
+        return float(self.total) / max(1, self.count)
+
+
 def final_metrics(
-    model: torch.nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], holdout: bool
+    model: torch.nn.Module,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    holdout: bool,
+    trial: Any = None,
 ) -> dict[str, float]:
-    """Validation metrics, and test metrics (prefixed `test_`) only when the held-out split is asked for."""
-    metrics = evaluate(model, *splits["validation"])
-    if holdout:
-        metrics.update({f"test_{k}": v for k, v in evaluate(model, *splits["test"]).items()})
+    """Validation metrics, and test metrics (prefixed `test_`) only when the held-out split is asked for.
+
+    Called with `trial`, this is the run's final evaluation: the held-out confusion matrix is noted for the
+    trial's record, and under the plan's compression (experiments.compression) the metrics are the compressed
+    model's, with the trained model's prefixed `uncompressed_`, sizes and CPU latencies beside them."""
+
+    def measure(m: torch.nn.Module) -> dict[str, float]:
+        metrics = evaluate(m, *splits["validation"])
+        if holdout:
+            metrics.update({f"test_{k}": v for k, v in evaluate(m, *splits["test"]).items()})
+        return metrics
+
+    how = compression.active() if trial is not None else None
+    if how is None:
+        metrics = measure(model)
+    else:
+        small = compression.compress(model, how)
+        metrics = compression.compressed_metrics(model, small, measure, splits["validation"][0])
+        model = small
+    if holdout and trial is not None:
+        record_confusion(trial, logits_of(model, splits["test"][0]), splits["test"][1])
     return metrics
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from pydantic import BaseModel, Field
 
-from agent.schemas import Cost, SearchParam, StudyResult, TrialRecord
+from agent.schemas import Compression, Cost, SearchParam, StudyResult, TrialRecord
 from experiments import stats
 from experiments import storage as storages
 from experiments.registry import Task
@@ -40,6 +40,9 @@ class TuningConfig(BaseModel):
     warm_start: list[dict[str, Any]] = Field(default_factory=list, description="configurations tried first")
     fixed: dict[str, Any] = Field(
         default_factory=dict, description="hyperparameters every tuning trial runs with (an arm's settings)"
+    )
+    compression: Compression | None = Field(
+        default=None, description="the plan's compression, applied to every run's final evaluation"
     )
 
 
@@ -79,6 +82,7 @@ def _spec(
         device=cfg.device,
         trial_timeout_s=cfg.trial_timeout_s,
         patch_sha256=workspace_sha256(workspace),
+        compression=cfg.compression,
     )
 
 

@@ -28,6 +28,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from experiments import compression
 from experiments import storage as storages
 from experiments.runner import (
     REFUSAL_PREFIX,
@@ -42,7 +43,7 @@ from experiments.runner import (
 from experiments.samplers import make_pruner, make_sampler
 from experiments.script import ScriptContractError, find_block, load_module
 from experiments.space import suggest
-from experiments.training import TrialPruned, resolve_device, torch_threads
+from experiments.training import TrialPruned, resolve_device, take_notes, torch_threads
 
 PR_SET_PDEATHSIG = 1
 
@@ -210,6 +211,8 @@ def run_trial(
             outcome = ({}, None, TrialState.PRUNED)
         except (Exception, TrialTimeout) as exc:
             outcome = ({"error": _describe(exc)}, None, TrialState.FAIL)
+        # the learning curve and confusion matrix the script noted go into the same write as its metrics
+        outcome = ({**take_notes(trial), **outcome[0]}, *outcome[1:])
         beating = alive.pop_all()
 
     def write() -> None:
@@ -286,6 +289,7 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
         pruner=make_pruner(spec.pruner),
     )
     torch_threads(workers)
+    compression.use(spec.compression)
     defaults = find_block(script.read_text(), str(script)).defaults
     try:
         module = load_module(script)

@@ -3,24 +3,21 @@ coder's checks around it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
+from patching import propose, train
 
 from agent import coder
-from agent.config import Settings
 from agent.model_edits import add_label_smoothing
-from agent.schemas import CodeChangeIntent, ExperimentPlan, Metric, SearchParam
+from agent.schemas import CodeChangeIntent, SearchParam
 from agent.source import EditError
 from experiments import registry
-from experiments.script import find_block, load_module
+from experiments.script import find_block
 
 pytestmark = pytest.mark.usefixtures("no_provider_env", "one_torch_thread")
 
 DIGITS = registry.get("digits-cnn").script
-SMALL = {"seed": 0, "data_fraction": 0.3, "device": "cpu"}
 SMOOTH = CodeChangeIntent(kind="add_label_smoothing", target="label_smoothing")
+SPACE = SearchParam(name="label_smoothing", kind="float", low=0.0, high=0.3)
 
 # A user's script whose loss is built by a helper and whose evaluation computes its own loss under no_grad.
 USER_SCRIPT = '''"""Softmax regression on synthetic data, with the loss built by a helper."""
@@ -80,32 +77,6 @@ OWN_LOSS = (
     .replace("    loss_fn = criterion()\n", "")
     .replace("loss = loss_fn(model(x[:n]), y[:n])", "loss = cross_entropy(model(x[:n]), y[:n])")
 )
-
-
-def train(tmp_path: Path, text: str, label: str, **hparams: Any) -> dict[str, float]:
-    """Import a script version from its own file, as a worker does, and train it on small settings."""
-    path = tmp_path / label / "script.py"
-    path.parent.mkdir()
-    path.write_text(text)
-    return load_module(path).run(hparams, **SMALL)
-
-
-def propose(tmp_path: Path, text: str, change: CodeChangeIntent):
-    script = tmp_path / "project" / "train.py"
-    script.parent.mkdir(parents=True)
-    script.write_text(text)
-    task = registry.from_script(script, Metric(name="accuracy", direction="maximize"))
-    plan = ExperimentPlan(
-        title="t",
-        idea="i",
-        objective="o",
-        hypothesis="h",
-        task=task.name,
-        search_space=[SearchParam(name="label_smoothing", kind="float", low=0.0, high=0.3)],
-        metric=Metric(name="accuracy", direction="maximize"),
-        code_changes=[change],
-    )
-    return coder.propose_patch(plan, task, tmp_path / "run", Settings(device="cpu"))
 
 
 def test_smoothing_on_the_digits_script_is_a_no_op_at_zero_and_changes_the_loss_above_it(tmp_path):
@@ -170,12 +141,12 @@ def test_a_bad_value_or_a_taken_name_is_refused():
 
 
 def test_the_coder_preflights_the_patch_and_fails_one_whose_loss_does_not_take_the_keyword(tmp_path):
-    good = propose(tmp_path / "good", USER_SCRIPT, SMOOTH)
+    good = propose(tmp_path / "good", USER_SCRIPT, SMOOTH, SPACE)
     assert good.checks_passed, good.checks
     assert [c.name for c in good.checks] == ["paths", "applies", "compiles", "contract", "preflight"]
-    bad = propose(tmp_path / "bad", OWN_LOSS, SMOOTH)
+    bad = propose(tmp_path / "bad", OWN_LOSS, SMOOTH, SPACE)
     assert "cross_entropy(model(x[:n]), y[:n], label_smoothing=" in bad.files["train.py"]
     assert not bad.checks_passed and bad.checks[-1].name == "preflight"
     assert "unexpected keyword argument 'label_smoothing'" in bad.checks[-1].detail
-    refused = propose(tmp_path / "refused", USER_SCRIPT, SMOOTH.model_copy(update={"value": 1.5}))
+    refused = propose(tmp_path / "refused", USER_SCRIPT, SMOOTH.model_copy(update={"value": 1.5}), SPACE)
     assert [(c.name, c.passed) for c in refused.checks] == [("edits", False)]

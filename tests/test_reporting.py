@@ -35,6 +35,7 @@ HEADINGS = [
     "## Results",
     "## Benchmark Results",
     "### Comparison",
+    "## Training",
     "## Search",
     "## Code Changes",
     "## Cost",
@@ -134,7 +135,7 @@ def test_tuned_learning_rate_is_reported_improved(improved: Path) -> None:
     assert f"research-loop reject {d.run_id}" in text
     assert "accuracy (maximize, higher is better)" in text
     assert "No code change" in text and "No plan" in text
-    for plot in ("best_so_far.png", "importances.png"):
+    for plot in ("best_so_far.png", "importances.png", "learning_curves.png", "confusion.png"):
         assert (improved / plot).read_bytes().startswith(b"\x89PNG")
         assert f"]({plot})" in text
 
@@ -198,6 +199,39 @@ def test_different_runs_give_different_numbers_and_identical_runs_the_same(
     a, b = data(improved).comparison, data(worse).comparison
     assert a.baseline_mean == b.baseline_mean and a.baseline_std == b.baseline_std  # the same baseline run
     assert a.candidate_mean != b.candidate_mean and a.difference != b.difference
+
+
+def test_learning_curves_and_the_confusion_matrix_are_the_stored_runs(improved: Path) -> None:
+    d = data(improved)
+    url = str(improved / "study.journal")
+    stored = {name.rsplit("-", 1)[-1]: records(url, name) for name in d.repro.studies}
+    defaults, candidate = d.curves
+    assert (defaults.label, defaults.role, candidate.label) == (
+        "untuned defaults",
+        "reference",
+        "tuned candidate",
+    )
+    assert candidate.seeds == 3 and candidate.epochs == list(range(6))
+    assert list(candidate.series) == ["train_loss", "loss", "accuracy"]
+    last = [run.curve[-1] for run in stored["final"]]
+    assert candidate.series["accuracy"][-1] == pytest.approx(sum(p["accuracy"] for p in last) / 3)
+    # the last epoch's validation accuracy is the run's validation metric
+    assert [p["accuracy"] for p in last] == [run.metrics["accuracy"] for run in stored["final"]]
+    matrix = d.confusion.matrix
+    assert d.confusion.seeds == 3 and len(matrix) == 10
+    assert matrix == [[sum(r.confusion[i][j] for r in stored["final"]) for j in range(10)] for i in range(10)]
+    diagonal = sum(matrix[i][i] for i in range(10)) / sum(map(sum, matrix))
+    assert diagonal == pytest.approx(sum(r.metrics["test_accuracy"] for r in stored["final"]) / 3)
+    text = markdown(improved)
+    assert "](learning_curves.png)" in text and "](confusion.png)" in text
+    assert "tuned candidate (3 seeds, 6 epochs)" in text and "Recall per class: 0: " in text
+
+
+def test_a_learning_curve_edited_in_results_is_refused(improved: Path, tmp_path: Path) -> None:
+    folder = _copy(improved, tmp_path)
+    _edit_results(folder, lambda raw: raw["final"][0]["curve"][-1].update(accuracy=0.999))
+    with pytest.raises(ReportError, match="final runs in results.json are not in the run's storage"):
+        reporting.render(folder, Settings())
 
 
 def _copy(folder: Path, tmp_path: Path) -> Path:
@@ -315,8 +349,8 @@ def test_html_report_opens_in_headless_chromium_with_headings_and_images(
         h.removeprefix("## ") for h in HEADINGS[1:] if h.startswith("## ")
     ]
     assert headings[0][1].startswith("Experiment Report: ")
-    assert dom.count('src="data:image/png;base64,') == 2
-    assert 'data-shown="2"' in dom
+    assert dom.count('src="data:image/png;base64,') == 4
+    assert 'data-shown="4"' in dom
 
 
 def test_report_and_list_commands(

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from experiments import data
 from experiments.script import block_defaults
 from experiments.training import (
+    EpochLoss,
     autocast,
     evaluate,
     final_metrics,
@@ -152,6 +153,7 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
     scaler = grad_scaler(dev)
 
     for epoch in range(int(hp["epochs"])):
+        train_loss = EpochLoss()
         for xb, yb in train:
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             with autocast(dev):
@@ -161,6 +163,8 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
             scaler.step(opt)
             scaler.update()
             schedule.step()
-        report(trial, evaluate(model, *images.splits["validation"])["accuracy"], epoch)
+            train_loss.add(loss, len(yb))
+        val = evaluate(model, *images.splits["validation"])
+        report(trial, val["accuracy"], epoch, train_loss=train_loss.mean(), **val)
 
-    return final_metrics(model, images.splits, holdout)
+    return final_metrics(model, images.splits, holdout, trial)

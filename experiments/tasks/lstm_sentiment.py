@@ -18,9 +18,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from experiments import data
 from experiments.script import block_defaults
 from experiments.training import (
+    EpochLoss,
     autocast,
     classification_scores,
     grad_scaler,
+    record_confusion,
     report,
     resolve_device,
     seed_everything,
@@ -105,7 +107,8 @@ def loader(ids, lengths, labels, batch_size: int, device, generator=None) -> Dat
 
 
 @torch.no_grad()
-def evaluate(model, batches, device) -> dict[str, float]:
+def evaluate(model, batches, device, trial=None) -> dict[str, float]:
+    """Metrics on one split; with `trial`, its confusion matrix is noted for the trial's record too."""
     model.eval()
     logits, labels = [], []
     for ids, lengths, y in batches:
@@ -113,6 +116,7 @@ def evaluate(model, batches, device) -> dict[str, float]:
             logits.append(model(ids.to(device, non_blocking=True), lengths).float())
         labels.append(y)
     model.train()
+    record_confusion(trial, torch.cat(logits), torch.cat(labels))
     return classification_scores(torch.cat(logits), torch.cat(labels))
 
 
@@ -146,6 +150,7 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
 
     metrics = {}
     for epoch in range(int(hp["epochs"])):
+        train_loss = EpochLoss()
         for ids, lengths, y in train:
             with autocast(dev):
                 loss = nn.functional.cross_entropy(model(ids.to(dev, non_blocking=True), lengths), y.to(dev))
@@ -155,11 +160,11 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
             nn.utils.clip_grad_norm_(model.parameters(), float(hp["clip"]))
             scaler.step(opt)
             scaler.update()
+            train_loss.add(loss, len(y))
         metrics = evaluate(model, validation, dev)
-        report(trial, metrics["accuracy"], epoch)
+        report(trial, metrics["accuracy"], epoch, train_loss=train_loss.mean(), **metrics)
 
     if holdout:
-        metrics.update(
-            {f"test_{k}": v for k, v in evaluate(model, batches("test", EVAL_BATCH_SIZE), dev).items()}
-        )
+        test = evaluate(model, batches("test", EVAL_BATCH_SIZE), dev, trial)
+        metrics.update({f"test_{k}": v for k, v in test.items()})
     return metrics

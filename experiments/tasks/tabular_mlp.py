@@ -12,7 +12,14 @@ from torch import nn
 
 from experiments import data
 from experiments.script import block_defaults
-from experiments.training import batches, final_metrics, report, resolve_device, seed_everything
+from experiments.training import (
+    EpochLoss,
+    batches,
+    final_metrics,
+    report,
+    resolve_device,
+    seed_everything,
+)
 
 # --- hyperparameters ---
 dataset = "breast_cancer"
@@ -51,11 +58,14 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
     opt = torch.optim.AdamW(model.parameters(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
 
     for epoch in range(int(hp["epochs"])):
+        train_loss = EpochLoss()
         for idx in batches(len(x_train), int(hp["batch_size"]), generator):
             loss = nn.functional.cross_entropy(model(x_train[idx].to(dev)), y_train[idx].to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        report(trial, final_metrics(model, splits, holdout=False)["accuracy"], epoch)
+            train_loss.add(loss, len(idx))
+        val = final_metrics(model, splits, holdout=False)
+        report(trial, val["accuracy"], epoch, train_loss=train_loss.mean(), **val)
 
-    return final_metrics(model, splits, holdout)
+    return final_metrics(model, splits, holdout, trial)

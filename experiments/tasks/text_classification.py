@@ -22,9 +22,11 @@ from experiments import data
 from experiments.hub import pretrained
 from experiments.script import block_defaults
 from experiments.training import (
+    EpochLoss,
     autocast,
     classification_scores,
     grad_scaler,
+    record_confusion,
     report,
     resolve_device,
     seed_everything,
@@ -86,7 +88,8 @@ def loader(split, tokenizer, max_length: int, batch_size: int, device, generator
 
 
 @torch.no_grad()
-def evaluate(model, batches, device) -> dict[str, float]:
+def evaluate(model, batches, device, trial=None) -> dict[str, float]:
+    """Metrics on one split; with `trial`, its confusion matrix is noted for the trial's record too."""
     model.eval()
     logits, labels = [], []
     for batch in batches:
@@ -95,6 +98,7 @@ def evaluate(model, batches, device) -> dict[str, float]:
             logits.append(model(**batch).logits.float())
         labels.append(batch["labels"])
     model.train()
+    record_confusion(trial, torch.cat(logits), torch.cat(labels))
     return classification_scores(torch.cat(logits), torch.cat(labels))
 
 
@@ -129,6 +133,7 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
 
     metrics = {}
     for epoch in range(int(hp["epochs"])):
+        train_loss = EpochLoss()
         for batch in train:
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
             with autocast(dev):
@@ -140,10 +145,11 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            train_loss.add(loss, len(batch["labels"]))
         metrics = evaluate(model, validation, dev)
-        report(trial, metrics["accuracy"], epoch)
+        report(trial, metrics["accuracy"], epoch, train_loss=train_loss.mean(), **metrics)
 
     if holdout:
         test = loader(text.splits["test"], tokenizer, length, EVAL_BATCH_SIZE, dev)
-        metrics.update({f"test_{k}": v for k, v in evaluate(model, test, dev).items()})
+        metrics.update({f"test_{k}": v for k, v in evaluate(model, test, dev, trial).items()})
     return metrics

@@ -1,0 +1,100 @@
+"""Compression-aware evaluation: a trained classifier compressed (int8 dynamic quantization or global magnitude
+pruning), then measured as it would be deployed: its metrics, its size in bytes and its CPU latency per batch.
+
+The worker sets the plan's transform for its process (`use`); a script's last evaluation
+(`training.final_metrics(..., trial)`) then reports the compressed model's metrics under the usual names, so the
+study's objective is the compressed model's metric with no change to the script, and the uncompressed metrics,
+sizes and latencies under their own names beside them.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from agent.schemas import Compression
+
+LATENCY_BATCH = 64
+LATENCY_REPEATS = 5
+QUANTIZED = {nn.Linear, nn.LSTM}
+PRUNED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+_active: Compression | None = None
+
+
+def use(compression: Compression | None) -> None:
+    """Compress every final evaluation in this process with `compression` (None: evaluate as trained)."""
+    global _active
+    _active = compression
+
+
+def active() -> Compression | None:
+    return _active
+
+
+def compress(model: nn.Module, how: Compression) -> nn.Module:
+    """A compressed copy of `model` on the CPU (where int8 kernels run), in eval mode; `model` is untouched."""
+    copied = copy.deepcopy(model).cpu().eval()
+    if how.kind == "int8_dynamic":
+        if not any(isinstance(m, tuple(QUANTIZED)) for m in copied.modules()):
+            raise ValueError("int8 dynamic quantization needs Linear or LSTM layers; the model has none")
+        return torch.ao.quantization.quantize_dynamic(copied, QUANTIZED, dtype=torch.qint8)
+    weights = [(m, "weight") for m in copied.modules() if isinstance(m, PRUNED)]
+    if not weights:
+        raise ValueError("magnitude pruning needs Linear or Conv layers; the model has none")
+    prune.global_unstructured(weights, pruning_method=prune.L1Unstructured, amount=how.sparsity or 0.5)
+    for module, name in weights:
+        prune.remove(module, name)  # the zeros become the weights themselves
+    return copied
+
+
+def size_bytes(model: nn.Module) -> int:
+    """The bytes of the model's state dict as torch.save writes it: what a checkpoint of it takes."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+def nonzero_fraction(model: nn.Module) -> float:
+    """The share of the float parameters that are not zero (1.0 for a dense model)."""
+    values = [p.detach() for p in model.parameters() if p.is_floating_point()]
+    total = sum(v.numel() for v in values)
+    return sum(int(v.count_nonzero()) for v in values) / total if total else 1.0
+
+
+def latency_ms(model: nn.Module, batch: torch.Tensor) -> float:
+    """Median wall time of a forward pass over one batch on the CPU, in milliseconds (after one warm-up)."""
+    model = model.cpu().eval()
+    batch = batch[:LATENCY_BATCH].cpu()
+    times = []
+    with torch.no_grad():
+        model(batch)
+        for _ in range(LATENCY_REPEATS):
+            started = time.perf_counter()
+            model(batch)
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def compressed_metrics(
+    trained: nn.Module,
+    small: nn.Module,
+    evaluate: Callable[[nn.Module], dict[str, float]],
+    batch: torch.Tensor,
+) -> dict[str, float]:
+    """`evaluate` on the compressed model under the usual names, the same on the trained model prefixed
+    `uncompressed_`, and both models' size, latency per batch of LATENCY_BATCH and share of nonzero weights."""
+    out = {f"uncompressed_{k}": v for k, v in evaluate(trained).items()}
+    out |= evaluate(small)
+    for prefix, m in (("", small), ("uncompressed_", copy.deepcopy(trained).cpu().eval())):
+        out[f"{prefix}size_bytes"] = float(size_bytes(m))
+        out[f"{prefix}latency_ms"] = latency_ms(m, batch)
+        out[f"{prefix}nonzero_fraction"] = nonzero_fraction(m)
+    return out
