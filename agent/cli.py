@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -761,6 +762,79 @@ def show(
         mark = "[green]passed[/]" if check.passed else "[red]FAILED[/]"
         console.print(f"  {mark} {check.name}: {escape(check.detail)}", highlight=False)
     console.print(diff_view(patch.diff) if patch.diff else "(no change to the script)")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="port to listen on; 0 picks a free one")] = 8765,
+    host: Annotated[
+        str, typer.Option(help="address to bind; the default is reachable from this machine only")
+    ] = "127.0.0.1",
+) -> None:
+    """Review runs in a browser: every run with its verdict, gain and decision; one run's report, patch and
+    checks, its progress while it runs; Approve and Reject, which do exactly what `approve` and `reject` do.
+
+    Prints a URL with a random token made at start; without it every request, and every approve or reject,
+    is refused. Ctrl-C stops the server.
+    """
+    from agent import web  # the web stack loads only for this command
+
+    settings = config.load()
+    try:
+        sock = web.bind(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    token = web.new_token()
+    bound = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    where = settings.reports_dir.resolve()
+    console.print(
+        f"serving {where} on http://{shown}:{bound}/?token={token}", highlight=False, soft_wrap=True
+    )
+    console.print("open that URL (the token is needed); Ctrl-C stops the server", highlight=False)
+    web.server(web.Site(settings, token, host).app()).run(sockets=[sock])
+
+
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    uri: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="URI",
+            help="with --mlflow: the tracking URI (http://host:5000, sqlite:///mlflow.db, ...); default "
+            "$MLFLOW_TRACKING_URI, else MLflow's local default: ./mlflow.db with artifacts in ./mlruns",
+        ),
+    ] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="export to MLflow")] = False,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment; default: the run id")] = None,
+) -> None:
+    """Send a reported run to a tracking tool: `export RUN --mlflow [URI]` writes its arms, studies and trials
+    (parameters, metrics, intermediate values), the held-out comparison and the plots as MLflow runs under one
+    experiment. Nothing is re-run: it reads report.json and results.json.
+    """
+    if not mlflow:
+        fail("say where to export: --mlflow [URI]")
+    folder = find_run(config.load(), run_id)
+    from agent import mlflow_export  # MLflow loads only for this command
+
+    for name in ("mlflow", "alembic"):  # their INFO lines (creating tables...) are not this command's
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        done = mlflow_export.export(folder, uri, experiment)
+    except mlflow_export.ExportError as exc:
+        fail(str(exc))
+    console.print(
+        f"exported {folder.name}: {done.runs} MLflow runs ({done.trials} trials) in experiment "
+        f"{done.experiment!r} at {done.tracking_uri}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if done.tracking_uri.startswith(("http://", "https://")):
+        see = f"{done.tracking_uri}/#/experiments/{done.experiment_id}"
+    else:
+        see = f"mlflow ui --backend-store-uri {done.tracking_uri}"
+    console.print(f"see it: {see}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

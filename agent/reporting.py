@@ -25,7 +25,16 @@ from agent.report_plots import draw
 from agent.schemas import Comparison, Decision, Model, Report, RunInfo, RunResult
 from agent.verdict import fmt, fmt_p, signed
 
-__all__ = ["ReportError", "RunRow", "load_data", "overview", "render", "to_html", "to_markdown"]
+__all__ = [
+    "ReportError",
+    "RunRow",
+    "load_data",
+    "overview",
+    "render",
+    "to_html",
+    "to_html_body",
+    "to_markdown",
+]
 
 MARKDOWN = "report.md"
 HTML = "report.html"
@@ -61,13 +70,19 @@ def to_markdown(data: ReportData, img: Callable[[str], str] = str) -> str:
     return _environment().get_template("report.md.j2").render(**context)
 
 
+def to_html_body(data: ReportData, img: Callable[[str], str] = str) -> str:
+    """The report's markdown as HTML, raw HTML in any text escaped: report.html's body, and the run page of
+    `research-loop serve`, which links the plots instead of inlining them."""
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(to_markdown(data, img))
+
+
 def to_html(data: ReportData, folder: Path) -> str:
     """The same report as one self-contained HTML page: plots inlined, raw HTML in any text escaped."""
 
     def inline(name: str) -> str:
         return "data:image/png;base64," + base64.b64encode((folder / name).read_bytes()).decode()
 
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(to_markdown(data, inline))
+    body = to_html_body(data, inline)
     css = files(templates).joinpath("report.css").read_text()
     page = _environment().get_template("report.html.j2")
     return page.render(
