@@ -50,12 +50,6 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     # one round per tuning phase: explore on a subset, then optimise on all the data
     budget = budget.model_copy(update={"rounds": sum(p.trials > 0 for p in phases)})
     notes += reading.notes
-    if reading.arms:
-        total = budget.trials * len(samplers) * len(reading.arms)
-        notes.append(
-            f"{budget.trials} tuning trials per arm{' and strategy' if len(samplers) > 1 else ''}, the same "
-            f"sampler, pruner, seeds and data in each: {total} tuning trials in all"
-        )
     return ExperimentPlan(
         title=_title(idea),
         idea=idea,

@@ -9,7 +9,7 @@ from agent import loop, reporting
 from agent.comparisons import compare_arms
 from agent.config import Settings
 from agent.plan_rules import PlanInvalid, check_plan
-from agent.planner import make_plan
+from agent.planner import make_plan, render_markdown
 from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan, Metric, SearchParam, TrialRecord
 from experiments import registry
 from experiments.stats import holm
@@ -67,14 +67,19 @@ def test_adam_or_sgd_keeps_the_scripts_own_optimizer_as_control():
     assert plan.samplers == ["default"]
 
 
-def test_does_dropout_help_gives_equal_budgets_per_arm_and_states_the_total():
+def test_does_dropout_help_gives_equal_budgets_per_arm_and_states_the_total_after_overrides():
     plan = plan_for("Does dropout help a small CNN on handwritten digits under a 12-trial budget?")
     control, treatment = plan.arms
     assert control.fixed == {"dropout": 0.0} and not control.search
     assert treatment.search[0].name == "dropout" and not treatment.fixed
     assert [p.name for p in plan.search_space] == ["learning_rate"]
     assert plan.budget.trials == 12
-    assert any("24 tuning trials in all" in n for n in plan.notes)
+    assert "- Trials: 12 per arm (24 tuning trials in all)" in render_markdown(plan)
+    # `--trials 5` on the command line: the plan as run, and its report, say 5 (a note written at planning
+    # time would still say 12)
+    overridden = loop.apply_overrides(plan, loop.LoopOptions(idea=plan.idea, trials=5), Settings())
+    text = render_markdown(overridden)
+    assert "- Trials: 5 per arm (10 tuning trials in all)" in text and "12" not in text.split("## Budget")[1]
 
 
 def test_an_idea_without_a_comparison_keeps_one_tuned_arm():
