@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from agent.schemas import CheckResult, CodePatch
-from experiments.script import ScriptContractError, check_entry_point, find_block
+from experiments import entry
+from experiments.program import is_program
+from experiments.script import ScriptContractError, check_entry_point
 
 PREFLIGHT_DATA_FRACTION = 0.1
 PREFLIGHT_TIMEOUT_S = 120.0
@@ -119,28 +122,38 @@ def check_compiles(s: Subject) -> CheckResult:
 
 
 def check_contract(s: Subject) -> CheckResult:
-    """The entry point still takes what the runner passes, and the block holds every searched hyperparameter."""
+    """The entry point still takes what the runner passes, and the block holds every searched hyperparameter;
+    a plain script (run as a program) has every searched one among those discovery finds in it."""
+    plain = False
     for name in s.original:
         text = s.patch.files.get(name, s.original[name])
+        plain = is_program(text)
         try:
-            defaults = find_block(text, name).defaults
-            check_entry_point(text, name)
+            defaults = entry.defaults(text, name)
+            if not plain:
+                check_entry_point(text, name)
         except ScriptContractError as exc:
             return CheckResult(name="contract", passed=False, detail=str(exc))
         missing = [p for p in s.search if p not in defaults]
         if missing:
+            where = "the hyperparameters found in it lack" if plain else "the hyperparameter block lacks"
             return CheckResult(
                 name="contract",
                 passed=False,
-                detail=f"{name}: the plan searches {', '.join(missing)}, which the hyperparameter block lacks "
+                detail=f"{name}: the plan searches {', '.join(missing)}, which {where} "
                 f"(it has {', '.join(defaults)})",
             )
-    return CheckResult(name="contract", passed=True, detail="run() and the block take every searched name")
+    detail = (
+        "every searched name is one of the script's own"
+        if plain
+        else "run() and the block take every searched name"
+    )
+    return CheckResult(name="contract", passed=True, detail=detail)
 
 
 def preflight(script: Path, how: Preflight) -> CheckResult:
     """Run the patched script once on tiny settings in a separate process, killed at the time limit."""
-    defaults = find_block(script.read_text(), script.name).defaults
+    defaults = entry.defaults(script.read_text(), script.name)
     hparams = {"epochs": 1} if isinstance(defaults.get("epochs"), int) else {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "metrics.json"
@@ -152,19 +165,25 @@ def preflight(script: Path, how: Preflight) -> CheckResult:
             json.dumps(hparams),
             "--device",
             how.device,
+            "--metric",
+            how.metric,
         ]
         started = time.monotonic()
+        # its own process group, so that a plain script it runs as a subprocess is killed with it
+        proc = subprocess.Popen(
+            cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         try:
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=how.timeout_s)
+            _, stderr = proc.communicate(timeout=how.timeout_s)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             return CheckResult(
                 name="preflight", passed=False, detail=f"ran past its {how.timeout_s:g} s time limit"
             )
         elapsed = time.monotonic() - started
         if proc.returncode:
-            return CheckResult(
-                name="preflight", passed=False, detail=f"run() failed: {_last_line(proc.stderr)}"
-            )
+            return CheckResult(name="preflight", passed=False, detail=_failure(out, stderr))
         metrics = json.loads(out.read_text())
     value = metrics.get(how.metric)
     if value is None:
@@ -175,7 +194,9 @@ def preflight(script: Path, how: Preflight) -> CheckResult:
         )
     if not math.isfinite(value):
         return CheckResult(name="preflight", passed=False, detail=f"run() returned {how.metric}={value}")
-    settings = f"data_fraction={how.data_fraction:g}" + "".join(f", {k}={v}" for k, v in hparams.items())
+    # a plain script takes no data fraction: it ran once on its own data
+    share = "all its data" if is_program(script.read_text()) else f"data_fraction={how.data_fraction:g}"
+    settings = share + "".join(f", {k}={v}" for k, v in hparams.items())
     return CheckResult(
         name="preflight", passed=True, detail=f"{how.metric}={value:.4g} with {settings} in {elapsed:.1f} s"
     )
@@ -197,6 +218,15 @@ def run_checks(s: Subject, script: Path | None = None, how: Preflight | None = N
         if not results[-1].passed:
             break
     return results
+
+
+def _failure(out: Path, stderr: str) -> str:
+    """Why the preflight failed: a plain script's own message (its last output lines and how to report a
+    metric), which the preflight leaves in its output file, else the last line of the traceback."""
+    try:
+        return str(json.loads(out.read_text())["error"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"run() failed: {_last_line(stderr)}"
 
 
 def _last_line(text: str) -> str:

@@ -26,6 +26,7 @@ from agent.loop import LoopEvent
 from agent.schemas import RunInfo, StudyResult
 from experiments import data, registry, runner
 from experiments import storage as storages
+from experiments.program import discovered, is_program
 from experiments.runner import Progress as StudyProgress
 from experiments.runner import RunnerError
 from experiments.samplers import PRUNERS, SAMPLERS
@@ -220,6 +221,27 @@ def resolve_task(name: str, script: Path | None) -> registry.Task:
         fail(str(exc))
 
 
+def show_found(task: registry.Task) -> None:
+    """A plain script's hyperparameters as discovery found them, with where each lives, the metric it is judged
+    by and how it takes a seed: what the plan can search, shown before anything runs."""
+    source = task.script.read_text()
+    if not is_program(source):
+        return
+    found = discovered(source, str(task.script))
+    rows = [(h.name, repr(h.default), h.where) for h in found.hyperparameters]
+    print_table(f"{task.script.name}: hyperparameters found", ("name", "default", "where"), rows)
+    seed = f"{found.seed_flag} and " if found.seed_flag else ""
+    seed += (
+        f"{found.seed_sites} literal seed(s) set per run" if found.seed_sites else "RESEARCH_LOOP_SEED only"
+    )
+    console.print(
+        f"{task.script.name} runs as a program, judged by {task.metric.name} ({task.metric.direction}); "
+        f"seed: {seed}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def check_data(task: registry.Task) -> None:
     """A registered task's hub data set or model, missing offline, refused before any run folder exists."""
     try:
@@ -298,6 +320,10 @@ def study(
     the_task = resolve_task(task, script)
     if script is None:
         check_data(the_task)
+    else:
+        show_found(the_task)
+        if data_fraction < 1 and not the_task.fractional:
+            fail(f"--data-fraction: {script.name} is a plain script, which trains on all its data")
     check_storage(settings.storage)
     try:
         device_kind, device_name = describe_device(settings.device)
@@ -498,7 +524,7 @@ def run(
     if task is not None and script is None:
         resolve_task(task, None)
     if script is not None:
-        resolve_task(task or "", script)
+        show_found(resolve_task(task or "", script))
     try:
         planner.check_idea(idea)
     except planner.PlanError as exc:

@@ -35,6 +35,7 @@ from agent.model_edits import add_dropout, add_label_smoothing, change_optimizer
 from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, Direction, ExperimentPlan, FileEdit, Model
 from agent.source import EditError
 from agent.training_edits import add_weight_decay, early_stopping, limit_train_examples
+from experiments.program import is_program
 from experiments.registry import Task
 from experiments.script import BLOCK_END, BLOCK_START
 
@@ -99,7 +100,14 @@ EDITS: dict[str, Callable[[str, CodeChangeIntent, EditSite], str]] = {
 def apply_intents(
     text: str, changes: list[CodeChangeIntent], where: str = "script", direction: Direction = "maximize"
 ) -> str:
-    """The script with each structured change applied in order (EditError names the one that cannot be made)."""
+    """The script with each structured change applied in order (EditError names the one that cannot be made).
+    A plain script, run as a program, takes none: code changes work on the contract's block and run()."""
+    if changes and is_program(text):
+        raise EditError(
+            f"{where} is a plain script (no hyperparameter block), so {describe(changes[0])} cannot be made: "
+            f"code changes need the contract's block and run() (README: Your own training script); the "
+            f"hyperparameters it has can be tuned as they are"
+        )
     at = EditSite(where, direction)
     for change in changes:
         text = EDITS[change.kind](text, change, at)

@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.source import EditError, Source, Splice, calls_to, literal, method
+from experiments.discovery import DiscoveryError, write_values
+from experiments.program import discovered, is_program
+from experiments.script import ScriptContractError
 
 
 def set_default(text: str, name: str, value: Any, where: str = "script") -> str:
@@ -34,7 +37,19 @@ def set_default(text: str, name: str, value: Any, where: str = "script") -> str:
 
 
 def write_defaults(text: str, values: Mapping[str, Any], where: str = "script") -> str:
-    """The block with `values` as its new defaults: how a measured best configuration becomes the code."""
+    """The block with `values` as its new defaults: how a measured best configuration becomes the code. A plain
+    script gets them where it keeps them (an argparse `default=`, a keyword literal, a constant); a value equal
+    to its default is left as written."""
+    if is_program(text):
+        try:
+            defaults = discovered(text, where).defaults
+            missing = [k for k in values if k not in defaults]
+            if missing:
+                raise EditError(f"{where}: has no hyperparameter {', '.join(missing)} to set a default for")
+            changed = {k: coerce(k, defaults[k], v) for k, v in values.items()}
+            return write_values(text, {k: v for k, v in changed.items() if v != defaults[k]}, where=where)
+        except (ScriptContractError, DiscoveryError) as exc:
+            raise EditError(str(exc)) from exc
     for name, value in values.items():
         text = set_default(text, name, value, where)
     return text

@@ -36,11 +36,10 @@ from agent.schemas import (
     StudyResult,
     TrialRecord,
 )
-from experiments import data, registry, stats
+from experiments import data, entry, registry, stats
 from experiments import storage as storages
 from experiments.registry import Task
 from experiments.runner import Progress
-from experiments.script import find_block
 from experiments.tuning import TuningConfig, best_of, evaluate, prepare_workspaces, summarize, tune
 
 OPTIONS_FILE = "options.json"
@@ -447,7 +446,7 @@ class Loop:
         if result.best is None or not any(r.state == "COMPLETE" for r in result.final):
             return None
         script = self.folder / "workspace" / task.script.name
-        reference = {**find_block(script.read_text(), str(script)).defaults, **plan.conditions}
+        reference = {**entry.defaults(script.read_text(), str(script)), **plan.conditions}
         arm = next((a for a in plan.arm_list() if a.name == result.best_arm), None)
         first = [*arm.fixed, *(p.name for p in arm.search)] if arm else []
         chosen, skipped = ablation.variants(result.best.params, reference, first)

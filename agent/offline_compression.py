@@ -2,8 +2,11 @@
 
 "Keep accuracy after int8 dynamic quantization" makes every run's model quantized before its final evaluation,
 so the study tunes the quantized model's accuracy; "70% sparsity" or "magnitude pruning" does the same with
-global magnitude pruning. The transform applies where a script ends with `training.final_metrics(...)` (the
-built-in digits, tabular and image tasks); elsewhere the plan says so under Not done.
+global magnitude pruning ("fine-tune" adds one epoch of training after it). Beside a transform, "Pareto",
+"trade-off", "accuracy vs size" or "smallest model" ask for a multi-objective study of the compressed metric
+against the compressed model's size. The transform applies where a script ends with
+`training.final_metrics(...)` (the built-in digits, tabular and image tasks); elsewhere the plan says so under
+Not done.
 """
 
 from __future__ import annotations
@@ -41,7 +44,15 @@ def read(text: str, spec: Task, notes: list[str], not_done: list[NotDone]) -> Co
         f"before its final evaluation: the study tunes the compressed model's {spec.metric.name}; the "
         f"uncompressed {spec.metric.name}, size in bytes and CPU latency per batch are recorded beside it"
     )
-    return compression
+    if not matched(text, priors.TRADE_OFF_TERMS):
+        return compression
+    notes.append(
+        f"the idea asks for a trade-off, so each tuning study is multi-objective: the compressed model's "
+        f"{spec.metric.name} against its size in bytes (minimized), without a pruner (Optuna prunes one "
+        f"objective only); the report draws the Pareto front, and the finalists and the comparison still go "
+        f"by {spec.metric.name}"
+    )
+    return compression.model_copy(update={"objective": "multi"})
 
 
 def _named(text: str) -> Compression | None:
@@ -51,5 +62,6 @@ def _named(text: str) -> Compression | None:
     if weights or (matched(text, priors.PRUNING_TERMS) and matched(text, priors.COMPRESSION_TERMS)):
         found = _SPARSITY.search(text)
         sparsity = int(found.group(1) or found.group(2)) / 100 if found else None
-        return Compression(kind="magnitude_pruning", sparsity=sparsity)
+        finetune = 1 if matched(text, priors.FINETUNE_TERMS) else 0
+        return Compression(kind="magnitude_pruning", sparsity=sparsity, finetune_epochs=finetune)
     return None

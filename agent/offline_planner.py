@@ -16,6 +16,7 @@ from agent.plan_rules import kind_error, matched, normalize
 from agent.schemas import (
     Budget,
     CodeChangeIntent,
+    Compression,
     ExperimentPlan,
     Phase,
     PrunerName,
@@ -42,9 +43,10 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     low_resource = bool(matched(text, priors.LOW_RESOURCE_TERMS))
     reading = offline_arms.read(text, chosen)
     compression = offline_compression.read(text, chosen, notes, reading.not_done)
-    space, changes = _search_space(text, chosen, low_resource, notes, reading, compression is not None)
-    samplers = _samplers(text, notes, reference=not reading.arms)
-    pruner = _pruner(text, low_resource)
+    multi = compression is not None and compression.objective == "multi"
+    space, changes = _search_space(text, chosen, low_resource, notes, reading, compression)
+    samplers = _samplers(text, notes, reference=not reading.arms, multi=multi)
+    pruner = "none" if multi else _pruner(text, low_resource)
     budget = _budget(text, low_resource, settings, notes)
     phases = _phases(budget, pruner, chosen, arms=bool(reading.arms))
     # one round per tuning phase: explore on a subset, then optimise on all the data
@@ -53,7 +55,7 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     return ExperimentPlan(
         title=_title(idea),
         idea=idea,
-        objective=_objective(chosen, space, samplers, budget, reading),
+        objective=_objective(chosen, space, samplers, budget, reading, multi),
         hypothesis=_hypothesis(text, chosen, space, samplers, budget, reading),
         task=chosen.name,
         datasets=[reading.conditions.get("dataset", chosen.data)],  # type: ignore[list-item]
@@ -106,12 +108,10 @@ def _prior(spec: Task, name: str) -> SearchParam | None:
     family = priors.FAMILY_ALIASES.get(spec.family, spec.family)
     own = {p.name: p for p in spec.search_space}
     # the task's own registered range first: it was chosen for the script's defaults (a 25-step offline
-    # fine-tune needs a larger learning rate than the family's full-data prior); family, then generic, next
-    candidates = [
-        own.get(name),
-        priors.FAMILY_PRIORS.get(family, {}).get(canonical),
-        priors.GENERIC_PRIORS.get(canonical),
-    ]
+    # fine-tune needs a larger learning rate than the family's full-data prior); family, then generic, next.
+    # A plain script's own ranges are guessed from its defaults, so there the written-down priors come first.
+    written = [priors.FAMILY_PRIORS.get(family, {}).get(canonical), priors.GENERIC_PRIORS.get(canonical)]
+    candidates = [own.get(name), *written] if spec.curated else [*written, own.get(name)]
     default = spec.defaults.get(name)
     for candidate in candidates:
         if candidate is None:
@@ -128,11 +128,12 @@ def _search_space(
     low_resource: bool,
     notes: list[str],
     reading: offline_arms.Reading,
-    compressing: bool = False,
+    compression: Compression | None = None,
 ) -> tuple[list[SearchParam], list[CodeChangeIntent]]:
     """The hyperparameters the idea is about (plus the learning rate), or the most important few; what sets
     the arms apart (and the shared conditions) is left to the arms. Compression words search the model's size,
-    unless the plan compresses every model (then the compressed metric is the question)."""
+    unless the plan compresses every model (then the compressed metric is the question); a multi-objective
+    compression searches it always, since a front needs sizes to trade."""
     taken = reading.arm_params | set(reading.conditions)
     by_canonical: dict[str, list[str]] = {}
     for name in spec.defaults:
@@ -143,12 +144,25 @@ def _search_space(
         for c, terms in priors.PARAM_TERMS.items()
         if matched(text, terms) and c not in taken and not (reading.arms and c in priors.ADDABLE)
     ]
-    if matched(text, priors.COMPRESSION_TERMS) and not compressing:
-        named += [c for c in priors.CAPACITY if c in by_canonical and c not in named]
-        notes.append(
-            f"compression is read as searching the model's size; the plan still judges by "
-            f"{spec.metric.name}, the task's metric, so compare sizes at equal {spec.metric.name} in the report"
-        )
+    multi = compression is not None and compression.objective == "multi"
+    if multi or (matched(text, priors.COMPRESSION_TERMS) and compression is None):
+        sizes = [c for c in priors.CAPACITY if c in by_canonical and c not in named]
+        named += sizes
+        if not multi:
+            notes.append(
+                f"compression is read as searching the model's size; the plan still judges by "
+                f"{spec.metric.name}, the task's metric, so compare sizes at equal {spec.metric.name} in the "
+                "report"
+            )
+        elif sizes:
+            notes.append(
+                f"the front needs models of different sizes, so the plan searches {', '.join(sizes)}"
+            )
+        else:
+            notes.append(
+                f"{spec.name}'s script exposes none of {', '.join(priors.CAPACITY)}, so every trial's model "
+                f"has the same size and the front holds the best {spec.metric.name} alone"
+            )
     changes: list[CodeChangeIntent] = []
     chosen: list[str] = []
     for canonical in named:
@@ -196,13 +210,17 @@ def _search_space(
     return space, changes
 
 
-def _samplers(text: str, notes: list[str], reference: bool = True) -> list[SamplerName]:
+def _samplers(text: str, notes: list[str], reference: bool = True, multi: bool = False) -> list[SamplerName]:
     """Samplers the idea names, in the table's order, with random search as the reference to beat unless the
-    plan compares arms (then the question is the arms, and every arm is tuned by the same strategy)."""
+    plan compares arms (then the question is the arms, and every arm is tuned by the same strategy). CMA-ES
+    searches one objective only, so a multi-objective plan leaves it out."""
     named: list[SamplerName] = []
     for terms, samplers in priors.SAMPLER_TERMS:
         if matched(text, terms):
             named += [s for s in samplers if s not in named]
+    if multi and "cmaes" in named:
+        named.remove("cmaes")
+        notes.append("cmaes is left out: it searches a single objective, and this study has two")
     if not named:
         named = list(priors.DEFAULT_SAMPLERS)
         notes.append(f"the idea names no search strategy; the plan uses {', '.join(named)}")
@@ -248,7 +266,7 @@ def _phases(budget: Budget, pruner: PrunerName, spec: Task, arms: bool = False) 
     """Explore cheaply on a subset, optimise on all the data, then validate on the held-out split."""
     explore = (
         math.floor(budget.trials * priors.EXPLORE_SHARE)
-        if budget.trials >= priors.MIN_TRIALS_FOR_EXPLORE
+        if budget.trials >= priors.MIN_TRIALS_FOR_EXPLORE and spec.fractional
         else 0
     )
     stopping = "; the pruner stops weak trials early" if pruner != "none" else ""
@@ -297,19 +315,27 @@ def _objective(
     samplers: list[SamplerName],
     budget: Budget,
     reading: offline_arms.Reading,
+    multi: bool = False,
 ) -> str:
     verb = "Maximise" if spec.metric.direction == "maximize" else "Minimise"
+    size = (
+        f" Each study also minimises the compressed model's size: the report draws {spec.metric.name} against "
+        "size as a Pareto front."
+        if multi
+        else ""
+    )
     if reading.arms:
         arms = " vs ".join(f"{a.title} ({a.describe()})" for a in reading.arms)
         return (
             f"Compare {arms} on {spec.model}, each arm tuning {', '.join(p.name for p in space)} with "
             f"{budget.trials} trials of {', '.join(samplers)} search on validation {spec.metric.name}, then "
             f"every arm re-run over {budget.seeds} seeds on the held-out split at the same shared values (the "
-            "arms' best, each tried in every arm, chosen on validation)."
+            "arms' best, each tried in every arm, chosen on validation)." + size
         )
     return (
         f"{verb} validation {spec.metric.name} of the {spec.model} on {spec.data} by tuning "
         f"{', '.join(p.name for p in space)}, comparing {', '.join(samplers)} search at {budget.trials} trials each."
+        + size
     )
 
 

@@ -188,6 +188,12 @@ def check_plan(plan: ExperimentPlan, settings: Settings, task: str | None = None
         errors.append(
             f"phases: ask for {phase_trials} trials in all, more than budget.trials ({budget.trials})"
         )
+    if not spec.fractional:
+        errors += [
+            f"phases[{p.name}].data_fraction: {plan.task} trains on all its data in every trial; use 1.0"
+            for p in plan.phases
+            if p.trials > 0 and p.data_fraction < 1
+        ]
 
     if errors:
         raise PlanInvalid(errors)

@@ -96,6 +96,10 @@ GENERIC_PRIORS: dict[str, SearchParam] = {
         _float("label_smoothing", 0.0, 0.2),
         _cat("activation", "relu", "gelu", "silu"),
         _int("patience", 1, 5),
+        # tree ensembles and SVMs (scikit-learn's names), as in Optuna's own scikit-learn examples
+        SearchParam(name="n_estimators", kind="int", low=10, high=300, log=True),
+        SearchParam(name="max_depth", kind="int", low=2, high=32, log=True),
+        _float("C", 1e-3, 1e3, log=True),
     ]
 }
 
@@ -120,6 +124,10 @@ ALIASES: dict[str, str] = {
     "max_grad_norm": "clip",
     "scheduler": "lr_schedule",
     "warmup": "warmup_ratio",
+    # Hugging Face TrainingArguments and scikit-learn spellings
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "learning_rate_init": "learning_rate",
 }
 
 # The order in which hyperparameters usually matter (learning rate first); a small budget searches the head.
@@ -141,6 +149,9 @@ IMPORTANCE: tuple[str, ...] = (
     "label_smoothing",
     "activation",
     "patience",
+    "n_estimators",
+    "max_depth",
+    "C",
 )
 
 # Hyperparameters that size the model: what an idea about compression or capacity is about.
@@ -163,6 +174,9 @@ PARAM_TERMS: dict[str, tuple[str, ...]] = {
     "label_smoothing": ("label smoothing",),
     "activation": ("activation", "activation function", "gelu", "silu", "swish"),
     "patience": ("early stopping", "patience"),
+    "n_estimators": ("number of trees", "more trees", "trees", "estimators", "ensemble size"),
+    "max_depth": ("max depth", "maximum depth", "tree depth", "deeper trees"),
+    "C": ("regularization strength", "svm c", "inverse regularization"),
 }
 
 # Hyperparameters a code change can add to a script that lacks them, and the change that adds each.
@@ -256,6 +270,29 @@ WEIGHT_PRUNING_TERMS: tuple[str, ...] = (
     "prune the weights",
 )
 PRUNING_TERMS: tuple[str, ...] = ("pruning", "pruned", "prune")
+# Words that, beside magnitude pruning, ask for a fine-tuning epoch after it (Compression.finetune_epochs).
+FINETUNE_TERMS: tuple[str, ...] = (
+    "fine tune",
+    "fine tuning",
+    "finetune",
+    "finetuning",
+    "retrain",
+    "retraining",
+)
+# Words that, beside a compression transform, ask for the metric against the compressed model's size: a
+# multi-objective study and its Pareto front (Compression.objective = "multi").
+TRADE_OFF_TERMS: tuple[str, ...] = (
+    "pareto",
+    "trade off",
+    "tradeoff",
+    "accuracy vs size",
+    "accuracy versus size",
+    "accuracy against size",
+    "size vs accuracy",
+    "size versus accuracy",
+    "smallest model",
+    "smallest network",
+)
 
 # An idea must use at least one of these (or a registered task's words) to be read as an ML experiment.
 ML_TERMS: tuple[str, ...] = (

@@ -1,9 +1,10 @@
 """Honesty guards a report must pass before it is rendered.
 
 A report is only as good as the link between its numbers and the trials that produced them, so before anything
-is drawn: the results file is read back against the Optuna storage it names, the selected candidate is shown to
-come from the tuning trials on the validation split (never from a run that saw the held-out split), and the
-metric's direction is the task registry's. Any break is a `ReportError` naming what broke; nothing is rendered.
+is drawn: the results file is read back against the Optuna storage it names (a multi-objective study's Pareto
+front too), the selected candidate is shown to come from the tuning trials on the validation split (never from
+a run that saw the held-out split), and the metric's direction is the task registry's. Any break is a
+`ReportError` naming what broke; nothing is rendered.
 Trials whose metrics are identical although their hyperparameters differ are not an error but a flag.
 """
 
@@ -22,6 +23,7 @@ from agent.schemas import ArmResult, Metric, StudyResult, TrialRecord
 from experiments import registry
 from experiments import storage as storages
 from experiments.runner import SPEC_ATTR, to_record, workspace_sha256
+from experiments.tuning import pareto_front
 
 IDENTICAL_DIGITS = 12
 TEST_PREFIX = "test_"
@@ -87,15 +89,21 @@ def verify_storage(
         if result.study_name not in stored:
             raise ReportError(f"study {result.study_name!r} of results.json is not in the run's storage")
         study = stored[result.study_name]
-        if study.direction.name.lower() != result.metric.direction:
+        stored_direction = study.directions[0].name.lower()  # the metric is the first of several objectives
+        if stored_direction != result.metric.direction:
             raise ReportError(
-                f"study {result.study_name!r} was stored to {study.direction.name.lower()} but results.json "
+                f"study {result.study_name!r} was stored to {stored_direction} but results.json "
                 f"says {result.metric.direction}"
             )
         if not _matches(trials[result.study_name], result.trials):
             raise ReportError(
                 f"the trials of {result.study_name!r} in results.json differ from the stored ones; "
                 "results.json was edited or belongs to another run"
+            )
+        if result.pareto != pareto_front(study):
+            raise ReportError(
+                f"the Pareto front of {result.study_name!r} in results.json (trials {result.pareto}) is not "
+                f"the front of its stored trials ({pareto_front(study)}); results.json was edited or is stale"
             )
         seen = [t.number for t in trials[result.study_name] if t.user_attrs.get("ticket", {}).get("holdout")]
         if seen:

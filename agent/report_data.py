@@ -32,6 +32,7 @@ from agent.report_checks import (
 )
 from agent.report_compression import CompressionView, compression_view
 from agent.report_curves import ConfusionView, LearningCurve, confusion_view, learning_curve
+from agent.report_pareto import ParetoFront, pareto_fronts
 from agent.report_sources import (
     CodeChanges,
     HyperparameterRow,
@@ -62,6 +63,7 @@ from agent.schemas import (
 from agent.verdict import Verdict, better, errors, verdict
 from experiments import registry
 from experiments import storage as storages
+from experiments.program import SAME_SPLIT
 from experiments.stats import metric_values
 
 RESULTS_FILE = "results.json"
@@ -244,6 +246,10 @@ class ReportData(Model):
     calibration: Calibration | None = None
     comparison: Comparison | None = None
     validation: Comparison | None = None
+    same_split: bool = Field(
+        default=False,
+        description="the script could not switch to a held-out split: its held-out values are its validation",
+    )
     seeds: list[SeedRow] = Field(default_factory=list)
     baseline_errors: list[str] = Field(default_factory=list)
     final_errors: list[str] = Field(default_factory=list)
@@ -265,6 +271,9 @@ class ReportData(Model):
     )
     compression: CompressionView | None = Field(
         default=None, description="when the plan compressed every model"
+    )
+    pareto: list[ParetoFront] = Field(
+        default_factory=list, description="each multi-objective study's front: metric against model size"
     )
     plots: list[Plot] = Field(default_factory=list)
 
@@ -544,6 +553,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         calibration=calibration(view.task),
         comparison=view.comparison,
         validation=view.validation,
+        same_split=any(r.metrics.get(SAME_SPLIT) for r in [*view.baseline, *view.final]),
         seeds=_seed_rows(view.metric.name, view.baseline, view.final),
         baseline_errors=errors(view.baseline),
         final_errors=errors(view.final),
@@ -599,6 +609,9 @@ def collect(folder: Path, settings: Settings) -> ReportData:
             code.approvable,
         ),
         curves=_curves(view, arm_results),
+        pareto=pareto_fronts(
+            [(row.label, s) for row, (_, _, s) in zip(strategies, view.studies, strict=True)]
+        ),
         compression=compression_view(
             plan.compression if plan else None, view.metric.name, _finalists(view, arm_results)
         ),

@@ -15,12 +15,15 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from agent.report_curves import ConfusionView  # noqa: E402
 from agent.report_data import Plot, ReportData  # noqa: E402
+from agent.report_pareto import ParetoFront  # noqa: E402
+from agent.schemas import Metric  # noqa: E402
 
 BEST_SO_FAR = "best_so_far.png"
 IMPORTANCES = "importances.png"
 ARMS = "arms.png"
 CURVES = "learning_curves.png"
 CONFUSION = "confusion.png"
+PARETO = "pareto.png"
 CURVE_TITLES = {"train_loss": "training loss", "loss": "validation loss"}
 DPI = 110
 
@@ -37,6 +40,11 @@ def draw(data: ReportData, folder: Path) -> list[Plot]:
     if any(informative(row.importances) for row in data.strategies):
         importances(data, folder / IMPORTANCES)
         plots.append(Plot(file=IMPORTANCES, title="Hyperparameter importances per strategy"))
+    if data.pareto:
+        pareto(data.pareto, data.metric, folder / PARETO)
+        plots.append(
+            Plot(file=PARETO, title=f"Validation {data.metric.name} against model size", section="pareto")
+        )
     if data.curves:
         learning_curves(data, folder / CURVES)
         plots.append(
@@ -102,6 +110,31 @@ def confusion(view: ConfusionView, path: Path) -> None:
     ax.set_ylabel("true class")
     ax.set_title(f"{view.label}, held-out, {view.seeds} seeds summed", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    _save(fig, path)
+
+
+def pareto(fronts: list[ParetoFront], metric: Metric, path: Path) -> None:
+    """Each trial's validation metric against its compressed model's size: every study's front in its own
+    colour, joined as the staircase it bounds, labelled with trial numbers; the trials it dominates grey."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    dominated = [p for f in fronts for p in f.dominated]
+    if dominated:
+        sizes, values = [p.size_bytes for p in dominated], [p.value for p in dominated]
+        ax.scatter(sizes, values, s=18, color="grey", alpha=0.5, label="dominated trials")
+    for front in fronts:
+        sizes, values = [p.size_bytes for p in front.front], [p.value for p in front.front]
+        (line,) = ax.step(sizes, values, where="post", linewidth=1.2, alpha=0.8)
+        ax.scatter(sizes, values, s=36, zorder=3, color=line.get_color(), label=f"front: {front.label}")
+        named: dict[tuple[float, float], list[str]] = {}  # trials at one point share one label
+        for p in front.front:
+            named.setdefault((p.size_bytes, p.value), []).append(f"#{p.trial}")
+        for point, names in named.items():
+            ax.annotate(", ".join(names), point, xytext=(4, 4), textcoords="offset points", fontsize=7)
+    ax.set_xlabel("compressed model size (bytes, the state dict as torch.save writes it; smaller is better)")
+    ax.set_ylabel(f"validation {metric.name} ({metric.direction})")
+    ax.set_title(f"Pareto front: {metric.name} against model size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     _save(fig, path)
 
 

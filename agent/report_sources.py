@@ -20,8 +20,8 @@ from agent import coder
 from agent.diffs import unified_diff
 from agent.report_checks import ReportError
 from agent.schemas import CheckResult, Model, SearchParam, TrialRecord
-from experiments import registry
-from experiments.script import ScriptContractError, find_block
+from experiments import entry, registry
+from experiments.script import ScriptContractError
 
 ENVIRONMENT_FILE = "environment.json"
 OPTIONS_FILE = "options.json"
@@ -73,7 +73,7 @@ def script_name(task: str, folder: Path) -> str | None:
 
 def _block(path: Path) -> dict[str, Any]:
     try:
-        return find_block(path.read_text(), str(path)).defaults
+        return entry.defaults(path.read_text(), str(path))
     except (OSError, ScriptContractError, UnicodeDecodeError):
         return {}
 

@@ -20,6 +20,7 @@ from agent import runs
 from agent.coder import PatchError, PatchRecord, load_record
 from agent.diffs import sha256, unified_diff
 from agent.schemas import CodePatch, Comparison, Decision, RunInfo
+from experiments.program import SAME_SPLIT
 
 LEDGER = "decisions.jsonl"
 RESULTS = "results.json"
@@ -105,8 +106,11 @@ def measured_gain(run_folder: Path) -> str:
     """One line on what the run measured, from results.json's comparison; says so when there is none."""
     path = run_folder / RESULTS
     try:
-        raw = json.loads(path.read_text()).get("comparison")
+        results = json.loads(path.read_text())
+        raw = results.get("comparison")
         comparison = Comparison.model_validate(raw) if raw else None
+        # a plain script that has no held-out split compared on its own evaluation (experiments.program)
+        same = any(r.get("metrics", {}).get(SAME_SPLIT) for r in results.get("final", []))
     except FileNotFoundError:
         return "no measured gain: the run has no results.json"
     except (ValueError, AttributeError):
@@ -118,8 +122,9 @@ def measured_gain(run_folder: Path) -> str:
         "" if c.ci_low is None or c.ci_high is None else f", 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
     )
     p = "" if c.p_value is None else f", p={c.p_value:.3g}"
+    split = "validation split (the script has no held-out one)" if same else f"{c.split} split"
     return (
-        f"measured {c.metric} {c.difference:+.4f} against the unmodified script on the {c.split} split "
+        f"measured {c.metric} {c.difference:+.4f} against the unmodified script on the {split} "
         f"({c.candidate_mean:.4f} vs {c.baseline_mean:.4f}{interval}{p}, {c.n_seeds} seeds)"
     )
 

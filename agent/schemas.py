@@ -94,6 +94,11 @@ class Metric(Model):
     direction: Direction
 
 
+# The compressed model's size in bytes, as experiments.compression records it: the second objective of a
+# multi-objective study (Compression.objective = "multi").
+MODEL_SIZE = Metric(name="size_bytes", direction="minimize")
+
+
 class Budget(Model):
     trials: int = Field(default=20, ge=1, le=10_000)
     timeout_s: float | None = Field(default=None, gt=0)
@@ -117,6 +122,20 @@ class Compression(Model):
     sparsity: float | None = Field(
         default=None, gt=0, lt=1, description="magnitude_pruning's share of weights zeroed (default 0.5)"
     )
+    finetune_epochs: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="magnitude_pruning: epochs of training on the training split after pruning, the zeroed "
+        "weights held at zero (Adam at learning rate 1e-3, batches of 64, cross-entropy), so that the kept "
+        "weights make up for the removed ones; 0: none",
+    )
+    objective: Literal["metric", "multi"] = Field(
+        default="metric",
+        description="metric: the study tunes the compressed model's metric; multi: a multi-objective study "
+        "of that metric against the compressed model's size in bytes (minimized), whose Pareto front the "
+        "report draws; the size varies only where the search space holds size-changing hyperparameters",
+    )
 
     @model_validator(mode="after")
     def _sparsity_for_pruning(self) -> Compression:
@@ -124,12 +143,25 @@ class Compression(Model):
             self.sparsity = 0.5
         if self.kind != "magnitude_pruning" and self.sparsity is not None:
             raise ValueError(f"compression.sparsity: only magnitude_pruning takes one, not {self.kind}")
+        if self.kind != "magnitude_pruning" and self.finetune_epochs:
+            raise ValueError(
+                f"compression.finetune_epochs: only magnitude_pruning fine-tunes, not {self.kind}"
+            )
         return self
+
+    def objectives(self, metric: Metric) -> list[Metric]:
+        """What a study under this compression optimizes, in order: the task's metric first, so that
+        selection and everything after it read value 0 whether or not the size is a second objective."""
+        return [metric, MODEL_SIZE] if self.objective == "multi" else [metric]
 
     def describe(self) -> str:
         if self.kind == "int8_dynamic":
             return "int8 dynamic quantization of the Linear and LSTM layers"
-        return f"global magnitude pruning of the Linear and Conv weights at {self.sparsity:.0%} sparsity"
+        pruning = f"global magnitude pruning of the Linear and Conv weights at {self.sparsity:.0%} sparsity"
+        if not self.finetune_epochs:
+            return pruning
+        epochs = "one epoch" if self.finetune_epochs == 1 else f"{self.finetune_epochs} epochs"
+        return f"{pruning}, then {epochs} of fine-tuning with the zeroed weights held at zero"
 
 
 class Phase(Model):
@@ -310,6 +342,21 @@ class ExperimentPlan(Model):
                 raise ValueError(f"arms[{arm.name}]: {both} are both fixed and searched")
         return self
 
+    @model_validator(mode="after")
+    def _check_multi_objective(self) -> ExperimentPlan:
+        if self.compression is None or self.compression.objective != "multi":
+            return self
+        if self.pruner != "none":
+            raise ValueError(
+                "pruner: a multi-objective study (compression.objective multi) cannot be pruned (Optuna's "
+                "Trial.report is single-objective only); set pruner none"
+            )
+        if "cmaes" in self.samplers:
+            raise ValueError(
+                "samplers: cmaes cannot search a multi-objective study (compression.objective multi)"
+            )
+        return self
+
     def arm_list(self) -> list[Arm]:
         """The arms to run: the plan's, or one treatment (tuned against the defaults) when it names none."""
         return self.arms or [Arm(name="tuned", role="treatment", label="tuned")]
@@ -425,6 +472,11 @@ class StudyResult(Model):
     validation: Comparison | None = Field(default=None, description="the same runs on validation")
     cost: Cost = Field(default_factory=Cost)
     importances: dict[str, float] = Field(default_factory=dict)
+    pareto: list[int] = Field(
+        default_factory=list,
+        description="the numbers of the trials on a multi-objective study's Pareto front, as its storage has "
+        "it; empty for a single objective",
+    )
 
     def counts(self) -> dict[str, int]:
         out = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}

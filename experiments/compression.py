@@ -1,5 +1,6 @@
 """Compression-aware evaluation: a trained classifier compressed (int8 dynamic quantization or global magnitude
-pruning), then measured as it would be deployed: its metrics, its size in bytes and its CPU latency per batch.
+pruning, optionally fine-tuned with the zeroed weights held), then measured as it would be deployed: its
+metrics, its size in bytes and its CPU latency per batch.
 
 The worker sets the plan's transform for its process (`use`); a script's last evaluation
 (`training.final_metrics(..., trial)`) then reports the compressed model's metrics under the usual names, so the
@@ -19,10 +20,12 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from agent.schemas import Compression
+from agent.schemas import MODEL_SIZE, Compression
 
 LATENCY_BATCH = 64
 LATENCY_REPEATS = 5
+FINETUNE_LR = 1e-3
+FINETUNE_BATCH = 64
 QUANTIZED = {nn.Linear, nn.LSTM}
 PRUNED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -39,20 +42,43 @@ def active() -> Compression | None:
     return _active
 
 
-def compress(model: nn.Module, how: Compression) -> nn.Module:
-    """A compressed copy of `model` on the CPU (where int8 kernels run), in eval mode; `model` is untouched."""
-    copied = copy.deepcopy(model).cpu().eval()
+def compress(
+    model: nn.Module, how: Compression, train: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> nn.Module:
+    """A compressed copy of `model` on the CPU (where int8 kernels run), in eval mode; `model` is untouched.
+    `train` (inputs, labels) is the split that pruning's fine-tuning epochs, if any, train on."""
+    copied = copy.deepcopy(model).eval()
     if how.kind == "int8_dynamic":
         if not any(isinstance(m, tuple(QUANTIZED)) for m in copied.modules()):
             raise ValueError("int8 dynamic quantization needs Linear or LSTM layers; the model has none")
-        return torch.ao.quantization.quantize_dynamic(copied, QUANTIZED, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(copied.cpu(), QUANTIZED, dtype=torch.qint8)
     weights = [(m, "weight") for m in copied.modules() if isinstance(m, PRUNED)]
     if not weights:
         raise ValueError("magnitude pruning needs Linear or Conv layers; the model has none")
     prune.global_unstructured(weights, pruning_method=prune.L1Unstructured, amount=how.sparsity or 0.5)
+    if how.finetune_epochs:
+        if train is None:
+            raise ValueError("fine-tuning after pruning needs the training split")
+        finetune(copied, *train, how.finetune_epochs)
     for module, name in weights:
         prune.remove(module, name)  # the zeros become the weights themselves
-    return copied
+    return copied.cpu().eval()
+
+
+def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int) -> None:
+    """Train a pruned classifier in place, on its own device, while its pruning masks hold the zeroed weights
+    at zero (prune's hooks multiply each weight by its mask): the kept weights learn to make up for the rest.
+    The batch order comes from torch's global generator, which the script seeded: a seed gives one result."""
+    device = next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=FINETUNE_LR)
+    model.train()
+    for _ in range(epochs):
+        for rows in torch.randperm(len(x)).split(FINETUNE_BATCH):
+            loss = nn.functional.cross_entropy(model(x[rows].to(device)), y[rows].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    model.eval()
 
 
 def size_bytes(model: nn.Module) -> int:
@@ -94,7 +120,7 @@ def compressed_metrics(
     out = {f"uncompressed_{k}": v for k, v in evaluate(trained).items()}
     out |= evaluate(small)
     for prefix, m in (("", small), ("uncompressed_", copy.deepcopy(trained).cpu().eval())):
-        out[f"{prefix}size_bytes"] = float(size_bytes(m))
+        out[f"{prefix}{MODEL_SIZE.name}"] = float(size_bytes(m))
         out[f"{prefix}latency_ms"] = latency_ms(m, batch)
         out[f"{prefix}nonzero_fraction"] = nonzero_fraction(m)
     return out

@@ -8,10 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from agent.schemas import Metric, SearchParam
-from experiments.script import find_block
+from agent.schemas import Direction, Metric, SearchParam
+from experiments import entry
+from experiments.discovery import Hyperparameter
+from experiments.program import discovered, is_program
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -33,14 +35,23 @@ class Task(BaseModel):
     metric: Metric
     search_space: list[SearchParam]
     keywords: tuple[str, ...] = ()
+    curated: bool = Field(
+        default=True,
+        description="the search ranges were chosen for this script; a plain script's are guessed from its "
+        "defaults, so a planner's written-down priors come first there",
+    )
+    fractional: bool = Field(
+        default=True, description="the script trains on a share of its data when asked (data_fraction)"
+    )
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """The defaults in the script's labelled block: the baseline's hyperparameters.
+        """The script's hyperparameters and their defaults (its block's, or those found in a plain script): the
+        baseline's hyperparameters.
 
         Read afresh each time (a parse of one small file), so a copied or re-pointed task can never answer with
         another script's values."""
-        return find_block(self.script.read_text(), str(self.script)).defaults
+        return entry.defaults(self.script.read_text(), str(self.script))
 
     @property
     def files(self) -> list[Path]:
@@ -61,6 +72,17 @@ def _cat(name: str, *choices: Any) -> SearchParam:
 
 
 _ACCURACY = Metric(name="accuracy", direction="maximize")
+
+# The metrics a plain script may report, each with the direction that is better, in the order one is preferred
+# when a script reports several: it is judged by the first of these it reports (accuracy when it reports none).
+METRIC_DIRECTIONS: dict[str, Direction] = {
+    **dict.fromkeys(
+        ("accuracy", "balanced_accuracy", "f1", "f1_macro", "f1_micro", "roc_auc", "matthews_correlation"),
+        "maximize",
+    ),
+    **dict.fromkeys(("precision", "recall", "r2", "top5_accuracy"), "maximize"),
+    **dict.fromkeys(("loss", "error", "log_loss", "nll", "perplexity", "mse", "rmse", "mae"), "minimize"),
+}
 
 TASKS: dict[str, Task] = {
     t.name: t
@@ -258,11 +280,14 @@ def register(task: Task) -> Task:
 
 
 def from_script(path: Path, metric: Metric | None = None) -> Task:
-    """A user's own training script as a task: its block's defaults, searched around their values."""
-    from experiments.script import check_entry_point
+    """A user's own training script as a task: its block's defaults, searched around their values; a plain
+    script (no block) as a program, with the hyperparameters discovery finds in it."""
+    from experiments.script import check_entry_point, find_block
 
     path = path.resolve()
     source = path.read_text()
+    if is_program(source):
+        return _from_program(path, source, metric)
     defaults = find_block(source, str(path)).defaults
     check_entry_point(source, str(path))
     return Task(
@@ -275,6 +300,36 @@ def from_script(path: Path, metric: Metric | None = None) -> Task:
         metric=metric or _ACCURACY,
         search_space=[p for p in map(_space_around, defaults.items()) if p is not None],
     )
+
+
+def _from_program(path: Path, source: str, metric: Metric | None) -> Task:
+    """A plain script as a task: run as a program (experiments.program), judged by the metric it reports."""
+    found = discovered(source, str(path))
+    return Task(
+        name=f"script:{path.name}",
+        description=f"plain script {path}, run as a program ({len(found.hyperparameters)} hyperparameters found)",
+        script=path,
+        data="the script's own data",
+        model="model the script builds",
+        family=found.family,
+        metric=metric or reported_metric(found.reported),
+        search_space=[p for p in map(_space_of, found.hyperparameters) if p is not None],
+        curated=False,
+        fractional=False,
+    )
+
+
+def reported_metric(names: list[str]) -> Metric:
+    """The metric a plain script is judged by: the first of METRIC_DIRECTIONS it reports, else accuracy."""
+    name = next((m for m in METRIC_DIRECTIONS if m in names), None)
+    return Metric(name=name, direction=METRIC_DIRECTIONS[name]) if name else _ACCURACY
+
+
+def _space_of(param: Hyperparameter) -> SearchParam | None:
+    """A found hyperparameter's range: its argparse / click choices, else one around its default."""
+    if param.choices:
+        return _cat(param.name, *param.choices)
+    return _space_around((param.name, param.default))
 
 
 def _space_around(item: tuple[str, Any]) -> SearchParam | None:

@@ -83,6 +83,10 @@ class StudySpec(BaseModel):
         default=None, description="compress each run's model before its final evaluation"
     )
 
+    def objectives(self) -> list[Metric]:
+        """The recorded metrics the study optimizes: the task's metric (value 0), then any compression adds."""
+        return self.compression.objectives(self.metric) if self.compression else [self.metric]
+
 
 class Progress(BaseModel):
     study: str
@@ -125,7 +129,10 @@ def ensure_study(url: str, spec: StudySpec, tickets: list[Ticket]) -> optuna.Stu
     """Create the study and enqueue its tickets, or pick up where an interrupted creation stopped."""
     storage = storages.open_storage(url)
     study = optuna.create_study(
-        storage=storage, study_name=spec.name, direction=spec.metric.direction, load_if_exists=True
+        storage=storage,
+        study_name=spec.name,
+        directions=[m.direction for m in spec.objectives()],
+        load_if_exists=True,
     )
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
@@ -204,10 +211,12 @@ def progress(
     for t in trials:
         counts[t.state] += 1
     lost = sum(t.state == TrialState.FAIL and t.number in retried for t in trials)
-    complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    # the first objective: a multi-objective study has no single `value`
+    complete = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
     best = None
     if complete:
-        best = max(complete) if study.direction == optuna.study.StudyDirection.MAXIMIZE else min(complete)
+        maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        best = max(complete) if maximize else min(complete)
     return Progress(
         study=study.study_name,
         total=total,
@@ -369,7 +378,8 @@ def to_record(trial: FrozenTrial) -> TrialRecord:
         number=trial.number,
         state=trial.state.name,
         params={**ticket.get("hparams", {}), **trial.params},
-        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        # the first objective, the task's metric, in a multi-objective study too (its size is in `metrics`)
+        value=trial.values[0] if trial.state == TrialState.COMPLETE and trial.values else None,
         metrics=trial.user_attrs.get("metrics", {}),
         intermediate=dict(trial.intermediate_values),
         curve=trial.user_attrs.get("curve", []),

@@ -117,8 +117,14 @@ class SobolStart(BaseSampler):
         self.design.reseed_rng()
 
 
-def make_sampler(name: str, space: list[SearchParam], budget: int, seed: int) -> BaseSampler:
+def make_sampler(
+    name: str, space: list[SearchParam], budget: int, seed: int, objectives: int = 1
+) -> BaseSampler:
+    """`objectives` > 1: a multi-objective study, where "default" is the same Sobol start-up followed by
+    Optuna's own default sampler for several objectives (TPE) instead of GP, which was measured on one."""
     startup = startup_trials(budget)
+    if name == "default" and objectives > 1:
+        return SobolStart(optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), startup, seed)
     if name == "default":
         return SobolStart(make_sampler(resolve_default(space, budget), space, budget, seed), startup, seed)
     if name in ("random", "grid"):

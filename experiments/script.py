@@ -12,7 +12,9 @@ A script (built-in task or the user's own `--script`) looks like this::
         return {"accuracy": ..., "loss": ...}   # validation; plus test_* keys when holdout=True
 
 The block holds plain literal assignments (numbers, strings, booleans); it is read from the syntax tree, never
-by importing the script, so a broken or hostile script can be inspected without running it.
+by importing the script, so a broken or hostile script can be inspected without running it. A script without
+the block is not refused: it runs as a program (experiments.program), its hyperparameters found by
+experiments.discovery.
 """
 
 from __future__ import annotations

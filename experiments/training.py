@@ -121,12 +121,15 @@ def report(trial: Any, value: float, step: int, **curve: float) -> None:
 
     `curve` is the epoch's point of the learning curve (`train_loss`, and the validation `loss`, `accuracy`,
     ...), kept in the trial's record for the report's learning curves. A study without a pruner is not asked:
-    asking reads the trial back from the storage, a query per epoch on PostgreSQL (bench/results/overhead.md)."""
+    asking reads the trial back from the storage, a query per epoch on PostgreSQL (bench/results/overhead.md).
+    A multi-objective study is neither told nor asked: Optuna supports neither there."""
     if trial is None:
         return
     if curve:
         point = {"epoch": float(step), **{k: float(v) for k, v in curve.items()}}
         _NOTES.setdefault(id(trial), {}).setdefault("curve", []).append(point)
+    if len(trial.study.directions) > 1:
+        return  # Optuna takes intermediate values and pruning decisions on one objective only
     trial.report(value, step)
     if not isinstance(trial.study.pruner, optuna.pruners.NopPruner) and trial.should_prune():
         raise TrialPruned(f"pruned at step {step} with value {value:.4f}")
@@ -179,7 +182,7 @@ def final_metrics(
     if how is None:
         metrics = measure(model)
     else:
-        small = compression.compress(model, how)
+        small = compression.compress(model, how, splits.get("train"))
         metrics = compression.compressed_metrics(model, small, measure, splits["validation"][0])
         model = small
     if holdout and trial is not None:

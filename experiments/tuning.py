@@ -150,8 +150,15 @@ def importances(url: str, name: str) -> dict[str, float]:
         return {}
 
 
+def pareto_front(study: optuna.Study) -> list[int]:
+    """The numbers of a multi-objective study's non-dominated complete trials, as Optuna reads them from its
+    storage (`best_trials`); empty for a single-objective study, which has a best trial instead."""
+    return sorted(t.number for t in study.best_trials) if len(study.directions) > 1 else []
+
+
 def summarize(url: str, name: str, task: Task, space: list[SearchParam], cfg: TuningConfig) -> StudyResult:
-    """One tuning study as stored: its trials, best trial and importances."""
+    """One tuning study as stored: its trials, best trial (on the first objective), importances and, with
+    several objectives, its Pareto front."""
     trials = records(url, name)
     return StudyResult(
         study_name=name,
@@ -165,6 +172,7 @@ def summarize(url: str, name: str, task: Task, space: list[SearchParam], cfg: Tu
         best=best_of(trials, task.metric.direction),
         cost=Cost(wall_s=sum(t.duration_s or 0.0 for t in trials), trials=len(trials), device=cfg.device),
         importances=importances(url, name),
+        pareto=pareto_front(optuna.load_study(study_name=name, storage=storages.open_storage(url))),
     )
 
 

@@ -21,15 +21,15 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from experiments import compression
+from experiments import compression, entry
 from experiments import storage as storages
+from experiments.program import ProgramError
 from experiments.runner import (
     REFUSAL_PREFIX,
     REFUSED,
@@ -41,7 +41,7 @@ from experiments.runner import (
     workspace_sha256,
 )
 from experiments.samplers import make_pruner, make_sampler
-from experiments.script import ScriptContractError, find_block, load_module
+from experiments.script import ScriptContractError
 from experiments.space import suggest
 from experiments.training import TrialPruned, resolve_device, take_notes, torch_threads
 
@@ -174,7 +174,7 @@ class Recorder:
 def run_trial(
     study: optuna.Study,
     trial: optuna.Trial,
-    module: ModuleType,
+    module: entry.Entry,
     spec: StudySpec,
     defaults: dict,
     recorder: Recorder,
@@ -189,6 +189,10 @@ def run_trial(
         except optuna.exceptions.UpdateFinishedTrialError:
             return  # failed as unclaimed while this worker was stalled; its retry is queued
         recorder.wait()  # the sampler must see the last trial's result before it suggests this one
+        # ... and read it afresh: samplers read trials through a per-thread cache that only study.ask clears,
+        # and results are told on the recorder's thread, so without this TPE, GP and CMA-ES never saw a trial
+        # end after the first and sampled at random throughout
+        study._thread_local.cached_all_trials = None
         try:
             params = suggest(trial, spec.search_space)
             hparams = {**defaults, **ticket.hparams, **params}
@@ -201,10 +205,10 @@ def run_trial(
                     holdout=ticket.holdout,
                     device=spec.device,
                 )
-            value = _objective(metrics, spec.metric.name)
-            outcome: tuple[dict[str, Any], float | None, TrialState] = (
+            values = [_objective(metrics, m.name) for m in spec.objectives()]
+            outcome: tuple[dict[str, Any], list[float] | None, TrialState] = (
                 {"metrics": {k: float(v) for k, v in metrics.items()}},
-                value,
+                values,
                 TrialState.COMPLETE,
             )
         except (TrialPruned, optuna.TrialPruned):
@@ -223,14 +227,18 @@ def run_trial(
 
 
 def _finish(
-    study: optuna.Study, trial: optuna.Trial, attrs: dict[str, Any], value: float | None, state: TrialState
+    study: optuna.Study,
+    trial: optuna.Trial,
+    attrs: dict[str, Any],
+    values: list[float] | None,
+    state: TrialState,
 ) -> None:
     """Record the outcome, unless the coordinator already failed the trial (it stopped beating, e.g. while
     the storage was down): then the retry it enqueued is the trial's record, and this result is dropped."""
     try:
         for key, item in attrs.items():
             trial.set_user_attr(key, item)
-        study.tell(trial, value, state=state, skip_if_finished=True)
+        study.tell(trial, values, state=state, skip_if_finished=True)
     except optuna.exceptions.UpdateFinishedTrialError:
         pass
 
@@ -246,7 +254,10 @@ def _objective(metrics: Any, name: str) -> float:
 
 
 def _describe(exc: BaseException) -> str:
-    """Type, message and the innermost frame: enough to act on, without a wall of traceback."""
+    """Type, message and the innermost frame: enough to act on, without a wall of traceback. A plain script's
+    failure is its own message whole: the last lines of its output and how to report a metric."""
+    if isinstance(exc, ProgramError):
+        return str(exc)
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -285,14 +296,15 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,
-        sampler=make_sampler(spec.sampler, spec.search_space, spec.budget, spec.seed + 1000 * index),
+        sampler=make_sampler(
+            spec.sampler, spec.search_space, spec.budget, spec.seed + 1000 * index, len(spec.objectives())
+        ),
         pruner=make_pruner(spec.pruner),
     )
     torch_threads(workers)
     compression.use(spec.compression)
-    defaults = find_block(script.read_text(), str(script)).defaults
     try:
-        module = load_module(script)
+        defaults, module = entry.load(script, spec.metric.name)
     except ScriptContractError:
         raise
     except (Exception, SystemExit) as exc:

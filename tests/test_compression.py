@@ -120,3 +120,19 @@ def test_a_script_with_its_own_evaluation_lists_compression_as_not_done():
     plan = planner.make_plan("Keep the LSTM sentiment model accurate after int8 quantization", Settings())
     assert plan.compression is None
     assert [n.condition for n in plan.not_done] == [INT8.describe()]
+
+
+def test_a_fine_tuning_epoch_after_pruning_keeps_the_zeros_and_trains_the_kept_weights(compressing):
+    pruned = Compression(kind="magnitude_pruning", sparsity=0.9)
+    compressing(pruned)
+    plain = final_run(digits_cnn)
+    compressing(pruned.model_copy(update={"finetune_epochs": 1}))
+    tuned = final_run(digits_cnn)
+    assert tuned["uncompressed_accuracy"] == plain["uncompressed_accuracy"]  # the same trained model
+    assert tuned["nonzero_fraction"] == pytest.approx(plain["nonzero_fraction"], abs=1e-3)  # zeros held
+    assert tuned["accuracy"] > plain["accuracy"]  # the kept weights made up for the 90% removed
+    with pytest.raises(ValidationError, match="only magnitude_pruning fine-tunes"):
+        Compression(kind="int8_dynamic", finetune_epochs=1)
+    plan = planner.make_plan("Tune the digits CNN pruned to 90% sparsity, then fine-tune it", Settings())
+    assert plan.compression == Compression(kind="magnitude_pruning", sparsity=0.9, finetune_epochs=1)
+    assert "one epoch of fine-tuning" in plan.compression.describe()

@@ -1,0 +1,182 @@
+"""A plain script run as a trial (experiments.program): each metric channel, the per-epoch values that feed
+the pruner, the message when no metric comes back, flags and literals, seeds, the held-out fallback, time
+limits. The scripts are a few lines of plain Python, so each run costs a Python start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from experiments import channels
+from experiments.program import SAME_SPLIT, ProgramError, ProgramScript
+from experiments.training import TrialPruned
+from experiments.worker import TrialTimeout, time_limit
+
+
+def plain(tmp_path: Path, source: str, metric: str = "accuracy") -> ProgramScript:
+    """The script as a run's workspace copy: trials run in the run folder's trials/."""
+    path = tmp_path / "run" / "workspace" / "train.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(source)
+    return ProgramScript(path, metric)
+
+
+HELPER = """from experiments import report_metrics
+
+LEARNING_RATE = 0.1
+for epoch in range(1, 4):
+    report_metrics(step=epoch, accuracy=LEARNING_RATE * epoch, loss=1.0 / epoch)
+print("accuracy=0.01")  # the file comes first
+"""
+
+TRAINER_FILES = """import json
+import pathlib
+
+EPOCHS = 2
+out = pathlib.Path("out")
+out.mkdir()
+(out / "all_results.json").write_text(json.dumps({"epoch": 2.0, "eval_accuracy": 0.75, "eval_runtime": 1.5}))
+print("{'eval_loss': '0.6', 'eval_accuracy': '0.5', 'epoch': '1'}")
+"""
+
+STDOUT = """import sys
+
+EPOCHS = 3
+for epoch in range(1, EPOCHS + 1):
+    print(f"Epoch {epoch}: loss: {1 / epoch:.3f} val_accuracy: {0.2 * epoch:.2f}")
+print("done", file=sys.stderr)
+"""
+
+
+def test_report_metrics_is_the_first_channel_and_its_steps_are_the_curve(tmp_path):
+    script = plain(tmp_path, HELPER)
+    metrics = script.run({"learning_rate": 0.2})
+    assert metrics == {"accuracy": pytest.approx(0.6), "loss": pytest.approx(1 / 3)}
+    assert not (tmp_path / "run" / "workspace" / "train.py").read_text().count("0.2")  # the copy was patched
+    assert list((tmp_path / "run" / "trials").iterdir()) == []  # each run's folder is removed
+
+
+def test_the_trainers_saved_results_are_the_second_channel(tmp_path):
+    assert plain(tmp_path, TRAINER_FILES).run() == {"accuracy": 0.75}
+
+
+def test_the_last_named_value_on_stdout_is_the_third_channel(tmp_path):
+    assert plain(tmp_path, STDOUT).run() == {"accuracy": 0.6, "loss": 0.333}
+
+
+def test_stdout_reads_printed_dicts_and_epoch_lines(tmp_path):
+    text = (
+        "100%|#####| 8/8 [00:01]\r{'eval_loss': '0.69', 'eval_accuracy': '0.5', 'epoch': '1.0'}\n"
+        "{'eval_loss': '0.5', 'eval_accuracy': '0.7', 'eval_runtime': '0.2', 'epoch': '2.0'}\n"
+        "{'train_runtime': '3.1', 'train_loss': '0.6', 'epoch': '2.0'}\n"
+    )
+    reading = channels.read(tmp_path, text, "accuracy")
+    assert reading is not None and reading.channel == "stdout"
+    assert reading.metrics == {"loss": 0.5, "accuracy": 0.7}
+    assert [(p.step, p.metrics["accuracy"]) for p in reading.points] == [(1, 0.5), (2, 0.7)]
+
+
+def test_a_missing_metric_fails_with_the_last_lines_and_the_three_ways(tmp_path):
+    script = plain(tmp_path, "EPOCHS = 2\nfor e in range(12):\n    print(f'line {e}')\nprint('f1=0.5')\n")
+    with pytest.raises(ProgramError) as caught:
+        script.run()
+    message = str(caught.value)
+    assert message.startswith("train.py finished but reported no 'accuracy'. It reported f1, not accuracy.")
+    assert "  | line 11\n  | f1=0.5" in message and "line 3" not in message  # the last 8 lines only
+    assert "experiments.report_metrics(accuracy=value)" in message
+    assert "all_results.json" in message and "`accuracy=0.93`" in message
+
+
+def test_a_script_that_fails_says_how_with_its_last_lines(tmp_path):
+    script = plain(tmp_path, "EPOCHS = 2\nraise SystemExit('no data at /missing')\n")
+    with pytest.raises(
+        ProgramError, match=r"exited with status 1; its last lines:\n  \| no data at /missing"
+    ):
+        script.run()
+
+
+ECHO = """import argparse
+import json
+import os
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.01)
+parser.add_argument("--amp", action="store_true")
+parser.add_argument("--seed", type=int, default=0)
+args = parser.parse_args()
+DROPOUT = 0.1
+env = {k: v for k, v in os.environ.items() if k.startswith("RESEARCH_LOOP_")}
+with open(SEEN, "w") as out:
+    json.dump({"lr": args.lr, "amp": args.amp, "seed": args.seed, "dropout": DROPOUT, **env}, out)
+print(f"accuracy={args.lr}")
+"""
+
+
+def test_flags_literals_seed_and_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESEARCH_LOOP_STORAGE", "postgresql://user:secret@db/x")
+    seen = tmp_path / "seen.json"
+    script = plain(tmp_path, ECHO.replace("SEEN", repr(str(seen))))
+    assert script.run({"lr": 0.5, "amp": True, "dropout": 0.3}, seed=4, holdout=True)["accuracy"] == 0.5
+    values = json.loads(seen.read_text())
+    assert (values["lr"], values["amp"], values["dropout"], values["seed"]) == (0.5, True, 0.3, 4)
+    assert values[channels.SEED_ENV] == "4" and values[channels.SPLIT_ENV] == "test"
+    assert "RESEARCH_LOOP_STORAGE" not in values  # research-loop's own settings stay out of the user's script
+
+
+def test_a_script_without_a_held_out_split_compares_on_its_own_evaluation(tmp_path):
+    script = plain(tmp_path, STDOUT)
+    held_out = script.run(holdout=True)
+    assert held_out["test_accuracy"] == held_out["accuracy"] and held_out[SAME_SPLIT] == 1.0
+
+
+def test_a_script_that_switches_to_a_test_split_gives_its_own_held_out_values(tmp_path):
+    switches = """import os
+
+from experiments import report_metrics
+
+EPOCHS = 1
+report_metrics(accuracy=0.8)
+if os.environ.get("RESEARCH_LOOP_SPLIT") == "test":
+    report_metrics(test_accuracy=0.7)
+else:
+    report_metrics(test_accuracy=0.1)  # never kept where tuning could see it
+"""
+    script = plain(tmp_path, switches)
+    assert script.run(holdout=True) == {"accuracy": 0.8, "test_accuracy": 0.7}
+    assert script.run() == {"accuracy": 0.8}
+
+
+def test_per_epoch_values_feed_the_pruner_and_a_pruned_run_is_stopped(tmp_path):
+    slow = """import time
+
+EPOCHS = 50
+for epoch in range(1, EPOCHS + 1):
+    print(f"epoch={epoch} accuracy={0.01 * epoch}")
+    time.sleep(0.2)
+"""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    trial = study.ask()
+    started = time.monotonic()
+    with pytest.raises(TrialPruned):
+        plain(tmp_path, slow).run(trial=trial)
+    assert time.monotonic() - started < 5  # not the 10 s the script would take
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values[1] == pytest.approx(0.01)
+
+
+def test_the_workers_time_limit_stops_the_script(tmp_path):
+    hangs = f"""import os
+import time
+
+EPOCHS = 1
+open({str(tmp_path / "pid")!r}, "w").write(str(os.getpid()))
+time.sleep(60)
+"""
+    with pytest.raises(TrialTimeout), time_limit(2):
+        plain(tmp_path, hangs).run()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "pid").read_text()), 0)
