@@ -26,7 +26,7 @@ from agent.loop import LoopEvent
 from agent.schemas import RunInfo, StudyResult
 from experiments import data, registry, runner
 from experiments import storage as storages
-from experiments.program import discovered, is_program
+from experiments.program import discovered, is_program, parse_command
 from experiments.runner import Progress as StudyProgress
 from experiments.runner import RunnerError
 from experiments.samplers import PRUNERS, SAMPLERS
@@ -204,16 +204,19 @@ def study_progress() -> Iterator[Callable[[str, StudyProgress], None]]:
         yield update
 
 
-def resolve_task(name: str, script: Path | None) -> registry.Task:
-    """A registered task, or the user's own script; refuses with the list of tasks or the contract broken."""
+def resolve_task(
+    name: str, script: Path | None, args: tuple[str, ...] = (), metric: str | None = None
+) -> registry.Task:
+    """A registered task, or the user's own script (with its own arguments, judged by `metric` when given);
+    refuses with the list of tasks, the contract broken, or the metric whose direction is unknown."""
     if script is not None:
         if not script.is_file():
             fail(f"--script {script}: no such file")
         try:
-            return registry.from_script(script)
+            return registry.from_script(script, registry.metric_named(metric) if metric else None, args)
         except UnicodeDecodeError:
             fail(f"--script {script}: not a UTF-8 text file")
-        except (ScriptContractError, OSError) as exc:
+        except (ScriptContractError, OSError, ValueError) as exc:
             fail(str(exc))
     try:
         return registry.get(name)
@@ -234,9 +237,10 @@ def show_found(task: registry.Task) -> None:
     seed += (
         f"{found.seed_sites} literal seed(s) set per run" if found.seed_sites else "RESEARCH_LOOP_SEED only"
     )
+    command = " ".join(["python", task.script.name, *task.script_args])
     console.print(
-        f"{task.script.name} runs as a program, judged by {task.metric.name} ({task.metric.direction}); "
-        f"seed: {seed}",
+        f"{task.script.name} runs as a program ({command} + the trial's flags), judged by {task.metric.name} "
+        f"({task.metric.direction}); seed: {seed}",
         highlight=False,
         soft_wrap=True,
     )
@@ -475,6 +479,17 @@ def run(
     ] = None,
     task: Annotated[str | None, typer.Option(help="registered task; default: chosen by the planner")] = None,
     script: Annotated[Path | None, typer.Option(help="your own training script instead of a task")] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(
+            help='your plain script with arguments of its own, e.g. "python train.py --data data.csv": '
+            "given on every run, before the trial's flags (instead of --script)"
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="the metric your plain script is judged by (default: the one it reports)"),
+    ] = None,
     trials: Annotated[
         int | None, typer.Option(help="tuning trials over all rounds (default: the plan's)")
     ] = None,
@@ -521,10 +536,20 @@ def run(
     if timeout is not None and timeout <= 0:
         fail("--timeout must be a positive number of seconds")
     settings = config.load(llm=llm, storage=storage, device=device)
+    args: list[str] = []
+    if command is not None:
+        if script is not None:
+            fail("--command names the script itself: give --command or --script, not both")
+        try:
+            script, args = parse_command(command, Path.cwd())
+        except ValueError as exc:
+            fail(str(exc))
+    if metric is not None and script is None:
+        fail("--metric is for your own script (--script or --command); a task's metric is fixed")
     if task is not None and script is None:
         resolve_task(task, None)
     if script is not None:
-        show_found(resolve_task(task or "", script))
+        show_found(resolve_task(task or "", script, tuple(args), metric))
     try:
         planner.check_idea(idea)
     except planner.PlanError as exc:
@@ -535,7 +560,8 @@ def run(
     except RuntimeError as exc:
         fail(str(exc))
     options = loop.LoopOptions(
-        idea=idea, task=task, script=script.resolve() if script else None, trials=trials, rounds=rounds,
+        idea=idea, task=task, script=script.resolve() if script else None, script_args=args, metric=metric,
+        trials=trials, rounds=rounds,
         timeout_s=timeout, workers=workers, seeds=seed_count, seeds_auto=seeds_auto, max_seeds=max_seeds,
         seed=seed, device=device_kind, device_name=device_name,
     )  # fmt: skip

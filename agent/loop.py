@@ -65,6 +65,8 @@ class LoopOptions(BaseModel):
     idea: str
     task: str | None = None
     script: Path | None = None
+    script_args: list[str] = Field(default_factory=list, description="a plain script's own arguments")
+    metric: str | None = Field(default=None, description="the metric a plain script is judged by")
     trials: int | None = Field(default=None, ge=1)
     rounds: int | None = Field(default=None, ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
@@ -148,7 +150,7 @@ class Loop:
         self.stage("plan")
         task = self.options.task
         if self.options.script is not None:
-            task = registry.register(registry.from_script(self.options.script)).name
+            task = self.script_task().name
         try:
             plan = planner.make_plan(self.options.idea, self.settings, task)
         except planner.PlanError as exc:
@@ -158,9 +160,14 @@ class Loop:
         return plan
 
     def task(self, plan: ExperimentPlan) -> Task:
-        if self.options.script is not None:
-            return registry.register(registry.from_script(self.options.script))
-        return registry.get(plan.task)
+        return self.script_task() if self.options.script is not None else registry.get(plan.task)
+
+    def script_task(self) -> Task:
+        """The person's script as a task, registered so that the planner and the workers find it."""
+        metric = registry.metric_named(self.options.metric) if self.options.metric else None
+        return registry.register(
+            registry.from_script(self.options.script, metric, tuple(self.options.script_args))  # type: ignore[arg-type]
+        )
 
     def patch(self, plan: ExperimentPlan, task: Task) -> None:
         from agent import coder
@@ -708,7 +715,8 @@ def drive(folder: Path, settings: Settings, on_event: EventFn | None = None) -> 
         plan = loop.plan()
         task = loop.task(plan)
         arms = plan.arm_list()
-        loop.budget = plan.budget.trials * len(plan.samplers) * len(arms)
+        # the search's trials, and the matched round's: each arm at every other arm's best
+        loop.budget = plan.budget.trials * len(plan.samplers) * len(arms) + len(arms) * (len(arms) - 1)
         loop.rounds = plan.budget.rounds
         loop.patch(plan, task)
         baseline = loop.baseline(plan, task)

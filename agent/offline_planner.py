@@ -196,10 +196,18 @@ def _search_space(
         limit = priors.LOW_RESOURCE_DIMS if low_resource else priors.DEFAULT_DIMS
         ranked = [n for c in priors.IMPORTANCE for n in by_canonical.get(c, [])]
         chosen = [n for n in ranked if _prior(spec, n) is not None][:limit]
-        notes.append(
-            f"the idea names no hyperparameter, so the plan searches the {len(chosen)} that usually matter "
-            f"most for a {spec.family} ({', '.join(chosen)})"
-        )
+        if chosen:
+            notes.append(
+                f"the idea names no hyperparameter, so the plan searches the {len(chosen)} that usually matter "
+                f"most for a {spec.family} ({', '.join(chosen)})"
+            )
+        else:
+            # none the written-down importance knows (a plain script's `alpha`): the task's own ranges
+            chosen = [p.name for p in spec.search_space if p.name not in taken][:limit]
+            notes.append(
+                f"the idea names no hyperparameter the priors know, so the plan searches the script's own "
+                f"({', '.join(chosen)}) in ranges around their defaults"
+            )
     space: list[SearchParam] = []
     for name in chosen:
         param = _prior(spec, name) if name in spec.defaults else priors.GENERIC_PRIORS[name]

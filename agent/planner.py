@@ -142,8 +142,12 @@ def _ask_for_plan(
 
 def plan_context(plan: ExperimentPlan, level: int = 2) -> dict[str, Any]:
     """What templates/_plan.md.j2 needs, for a report that includes the plan as plan.md shows it."""
-    defaults = registry.get(plan.task).defaults if plan.task in registry.TASKS else {}
-    return {"plan": plan, "defaults": defaults, "level": level}
+    known = plan.task in registry.TASKS
+    defaults = registry.get(plan.task).defaults if known else {}
+    # a user's script is registered only in the process that runs it: its defaults are unknown here, which
+    # is not the same as a hyperparameter that only a code change adds
+    unknown = "added by a code change" if known else "the script's own"
+    return {"plan": plan, "defaults": defaults, "unknown_default": unknown, "level": level}
 
 
 def render_markdown(plan: ExperimentPlan) -> str:

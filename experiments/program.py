@@ -10,11 +10,18 @@ script too: it is killed when this call ends, and it shares the worker's process
 
 A script that cannot switch to a held-out split reports its own evaluation for both: its held-out runs carry
 `test_` copies of the validation metrics and the marker SAME_SPLIT, so the report can say so.
+
+A script run with arguments of its own (`--command "python train.py --data x"`) gets them on every run,
+before the trial's flags (the command may not set a hyperparameter's flag: registry.from_script): they travel
+with the script as ARGS_FILE in each copy of the workspace, so every worker, on any machine, runs the same
+command.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -28,6 +35,36 @@ TRIALS_DIR = "trials"
 POLL_S = 0.5
 TAIL_LINES = 8
 SAME_SPLIT = "validation_as_test"
+ARGS_FILE = "research-loop-args.json"
+
+
+def parse_command(text: str, cwd: Path) -> tuple[Path, list[str]]:
+    """`python train.py --data x` as the script and its own arguments. Trials run in a folder of their own,
+    so an argument naming an existing file or folder (alone or after `=`) is made absolute."""
+    words = shlex.split(text)
+    at = next((i for i, w in enumerate(words) if w.endswith(".py")), None)
+    if at is None or not all(Path(w).name.startswith("python") for w in words[:at]):
+        raise ValueError(
+            f"--command {text!r}: expected a Python script and its arguments, e.g. "
+            '--command "python train.py --data data.csv"'
+        )
+    return (cwd / words[at]).resolve(), [_absolute(w, cwd) for w in words[at + 1 :]]
+
+
+def _absolute(word: str, cwd: Path) -> str:
+    flag, eq, value = word.partition("=") if word.startswith("-") else ("", "", word)
+    if value and (cwd / value).exists():
+        return f"{flag}{eq}{(cwd / value).resolve()}"
+    return word
+
+
+def write_args(folder: Path, args: tuple[str, ...]) -> None:
+    (folder / ARGS_FILE).write_text(json.dumps(list(args)))
+
+
+def read_args(folder: Path) -> list[str]:
+    path = folder / ARGS_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 class ProgramError(RuntimeError):
@@ -67,6 +104,7 @@ class ProgramScript:
         self.source = self.path.read_text()
         self.found = discovered(self.source, str(self.path))
         self.defaults: dict[str, Any] = self.found.defaults
+        self.args = read_args(self.path.parent)
 
     def run(
         self,
@@ -106,7 +144,7 @@ class ProgramScript:
         out, err = folder / "stdout.log", folder / "stderr.log"
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, str(script), *self._flags(flagged, seed)],
+                [sys.executable, str(script), *self.args, *self._flags(flagged, seed)],
                 cwd=folder,
                 stdout=stdout,
                 stderr=stderr,

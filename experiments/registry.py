@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.schemas import Direction, Metric, SearchParam
 from experiments import entry
-from experiments.discovery import Hyperparameter
+from experiments.discovery import Discovery, Hyperparameter
 from experiments.program import discovered, is_program
 
 TASKS_DIR = Path(__file__).parent / "tasks"
@@ -42,6 +42,9 @@ class Task(BaseModel):
     )
     fractional: bool = Field(
         default=True, description="the script trains on a share of its data when asked (data_fraction)"
+    )
+    script_args: tuple[str, ...] = Field(
+        default=(), description="a plain script's own command-line arguments, given on every run"
     )
 
     @property
@@ -279,15 +282,27 @@ def register(task: Task) -> Task:
     return task
 
 
-def from_script(path: Path, metric: Metric | None = None) -> Task:
+def from_script(path: Path, metric: Metric | None = None, args: tuple[str, ...] = ()) -> Task:
     """A user's own training script as a task: its block's defaults, searched around their values; a plain
-    script (no block) as a program, with the hyperparameters discovery finds in it."""
-    from experiments.script import check_entry_point, find_block
+    script (no block) as a program, with the hyperparameters discovery finds in it, run with `args`."""
+    from experiments.script import ScriptContractError, check_entry_point, find_block
 
     path = path.resolve()
     source = path.read_text()
     if is_program(source):
-        return _from_program(path, source, metric)
+        task = _from_program(path, source, metric)
+        searched = _searched_in(discovered(source, str(path)), args)
+        if searched:
+            raise ScriptContractError(
+                f"--command sets {', '.join(searched)}: {path.name} exposes it as a hyperparameter to search; change "
+                "its default in the script or leave it to the search; --command is for the rest (data paths, ...)"
+            )
+        return task.model_copy(update={"script_args": tuple(args)})
+    if args:
+        raise ScriptContractError(
+            f"{path.name} has a hyperparameter block, so its trials call run() and take no command-line "
+            "arguments: use --script, or remove the block to run it as a program"
+        )
     defaults = find_block(source, str(path)).defaults
     check_entry_point(source, str(path))
     return Task(
@@ -300,6 +315,12 @@ def from_script(path: Path, metric: Metric | None = None) -> Task:
         metric=metric or _ACCURACY,
         search_space=[p for p in map(_space_around, defaults.items()) if p is not None],
     )
+
+
+def _searched_in(found: Discovery, args: tuple[str, ...]) -> list[str]:
+    """The hyperparameters' flags that a command's own arguments set: each run would pass them twice."""
+    flags = {f: h.flag for h in found.hyperparameters for f in (h.flag, h.negative) if f}
+    return sorted({flags[a.partition("=")[0]] for a in args if a.partition("=")[0] in flags})  # type: ignore[misc]
 
 
 def _from_program(path: Path, source: str, metric: Metric | None) -> Task:
@@ -317,6 +338,15 @@ def _from_program(path: Path, source: str, metric: Metric | None) -> Task:
         curated=False,
         fractional=False,
     )
+
+
+def metric_named(name: str) -> Metric:
+    """The metric `--metric` names, its direction from METRIC_DIRECTIONS (never guessed)."""
+    if name not in METRIC_DIRECTIONS:
+        raise ValueError(
+            f"--metric {name!r}: direction unknown; known metrics: {', '.join(METRIC_DIRECTIONS)}"
+        )
+    return Metric(name=name, direction=METRIC_DIRECTIONS[name])
 
 
 def reported_metric(names: list[str]) -> Metric:

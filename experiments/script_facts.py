@@ -11,6 +11,8 @@ import ast
 import re
 from collections.abc import Iterator
 
+from agent.source import callee
+
 # Calls whose text a script prints its metrics with.
 PRINT_CALLS = frozenset({"print", "info", "write", "log", "echo", "secho", "debug", "warning"})
 # How a script names a validation metric besides its plain name; `test_` names the held-out split.
@@ -25,15 +27,6 @@ def calls(tree: ast.AST) -> Iterator[ast.Call]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             yield node
-
-
-def callee(node: ast.expr) -> str | None:
-    """The last name of a dotted reference (`nn.Dropout` -> 'Dropout')."""
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    if isinstance(node, ast.Name):
-        return node.id
-    return None
 
 
 def imported(tree: ast.Module) -> set[str]:

@@ -15,7 +15,7 @@ import optuna
 from pydantic import BaseModel, Field
 
 from agent.schemas import Compression, Cost, SearchParam, StudyResult, TrialRecord
-from experiments import stats
+from experiments import program, stats
 from experiments import storage as storages
 from experiments.registry import Task
 from experiments.runner import Progress, StudySpec, Ticket, records, run_study, workspace_sha256
@@ -57,6 +57,8 @@ def prepare_workspaces(folder: Path, task: Task) -> tuple[Path, Path]:
         target.mkdir(exist_ok=True)
         if not (target / task.script.name).exists():
             shutil.copy2(task.script, target / task.script.name)
+            if task.script_args:
+                program.write_args(target, task.script_args)
         out.append(target)
     return out[0], out[1]
 

@@ -14,6 +14,7 @@ import pytest
 
 from experiments import channels
 from experiments.program import SAME_SPLIT, ProgramError, ProgramScript
+from experiments.script import ScriptContractError
 from experiments.training import TrialPruned
 from experiments.worker import TrialTimeout, time_limit
 
@@ -180,3 +181,66 @@ time.sleep(60)
         plain(tmp_path, hangs).run()
     with pytest.raises(ProcessLookupError):
         os.kill(int((tmp_path / "pid").read_text()), 0)
+
+
+ARGUMENTS = """import argparse
+import pathlib
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--data", required=True)
+parser.add_argument("--lr", type=float, default=0.1)
+args = parser.parse_args()
+rows = pathlib.Path(args.data).read_text().split()
+print(f"accuracy={len(rows) * args.lr}")
+"""
+
+
+def test_a_command_s_own_arguments_reach_every_run_and_a_data_path_is_made_absolute(tmp_path):
+    from experiments.program import parse_command, write_args
+    from experiments.registry import from_script
+
+    (tmp_path / "data.txt").write_text("a b c d")
+    (tmp_path / "train.py").write_text(ARGUMENTS)
+    script, args = parse_command("python3 train.py --data data.txt", tmp_path)
+    assert (script, args) == (tmp_path / "train.py", ["--data", str(tmp_path / "data.txt")])
+    assert from_script(script, args=tuple(args)).script_args == tuple(args)
+    copy = plain(tmp_path, ARGUMENTS)
+    write_args(copy.path.parent, tuple(args))
+    run = ProgramScript(copy.path, "accuracy")
+    assert run.run() == {"accuracy": pytest.approx(4 * 0.1)}
+    assert run.run({"lr": 0.25}) == {"accuracy": pytest.approx(4 * 0.25)}
+    # a hyperparameter set in the command would be passed twice, the search's value silently lost or not
+    with pytest.raises(ScriptContractError, match="--command sets --lr: train.py exposes it"):
+        from_script(script, args=("--data", "data.txt", "--lr=0.5"))
+
+
+def test_a_command_must_run_a_python_script(tmp_path):
+    from experiments.program import parse_command
+
+    for text in ("bash train.sh", "python -c 'print(1)'", "torchrun --nproc 2 x"):
+        with pytest.raises(ValueError, match="expected a Python script"):
+            parse_command(text, tmp_path)
+
+
+def test_run_refuses_a_command_that_sets_a_searched_flag_and_a_metric_of_unknown_direction(
+    tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.txt").write_text("a b")
+    (tmp_path / "train.py").write_text(ARGUMENTS)
+    runner = CliRunner()
+    out = runner.invoke(
+        app, ["run", "Tune the learning rate", "--command", "python train.py --data data.txt --lr 1"]
+    )
+    assert out.exit_code == 2 and "--command sets --lr" in out.output
+    out = runner.invoke(
+        app, ["run", "Tune the learning rate", "--command", "python train.py --data x", "--metric", "auc"]
+    )
+    assert out.exit_code == 2 and "direction unknown" in out.output
+    out = runner.invoke(app, ["run", "Tune it", "--script", "train.py", "--command", "python train.py"])
+    assert out.exit_code == 2 and "not both" in out.output
+    assert not (tmp_path / "reports").exists()
