@@ -396,6 +396,9 @@ def test_cli_plan_reports_an_unwritable_reports_dir(tmp_path: Path, monkeypatch)
 def test_a_plan_for_a_script_not_registered_here_does_not_call_its_defaults_code_changes() -> None:
     plan = offline("Does dropout help a small CNN on handwritten digits under a 30-trial budget?")
     assert "| 0.001 |" in planner.render_markdown(plan)
-    text = planner.render_markdown(plan.model_copy(update={"task": "script:train.py"}))
+    # a name no other test registers (the registry is the process's: a test's script stays registered)
+    name = "script:never-registered-train.py"
+    assert name not in registry.TASKS
+    text = planner.render_markdown(plan.model_copy(update={"task": name}))
     assert "added by a code change" not in text
     assert "| the script's own |" in text
