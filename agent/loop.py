@@ -852,7 +852,7 @@ def compared_finals(
         return each, {}
     shared = shared_names(plan)
     by_values = {
-        a.name: {_values(f, shared): f for f in finals.get(a.name, []) if _values(f, shared) is not None}
+        a.name: {key: f for f in finals.get(a.name, []) if (key := _values(f, shared)) is not None}
         for a in arms
     }
     common = [k for k in by_values[arms[0].name] if all(k in by_values[a.name] for a in arms)]

@@ -290,8 +290,9 @@ def from_script(path: Path, metric: Metric | None = None, args: tuple[str, ...] 
     path = path.resolve()
     source = path.read_text()
     if is_program(source):
-        task = _from_program(path, source, metric)
-        searched = _searched_in(discovered(source, str(path)), args)
+        found = discovered(source, str(path))
+        task = _from_program(path, found, metric)
+        searched = _searched_in(found, args)
         if searched:
             raise ScriptContractError(
                 f"--command sets {', '.join(searched)}: {path.name} exposes it as a hyperparameter to search; change "
@@ -323,9 +324,8 @@ def _searched_in(found: Discovery, args: tuple[str, ...]) -> list[str]:
     return sorted({flags[a.partition("=")[0]] for a in args if a.partition("=")[0] in flags})  # type: ignore[misc]
 
 
-def _from_program(path: Path, source: str, metric: Metric | None) -> Task:
+def _from_program(path: Path, found: Discovery, metric: Metric | None) -> Task:
     """A plain script as a task: run as a program (experiments.program), judged by the metric it reports."""
-    found = discovered(source, str(path))
     return Task(
         name=f"script:{path.name}",
         description=f"plain script {path}, run as a program ({len(found.hyperparameters)} hyperparameters found)",
