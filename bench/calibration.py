@@ -42,14 +42,17 @@ from pathlib import Path
 import common
 from scipy import stats
 
-from agent import loop, reporting, runs
-from agent.comparisons import RULE, compare_arms
+from agent import runs
+from agent.analyse.comparisons import RULE, compare_arms
+from agent.analyse.verdict import ALPHA
 from agent.config import Settings
-from agent.loop import ARM_SEED_STRIDE
-from agent.plan_rules import check_plan
-from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan, RunResult, SearchParam
-from agent.verdict import ALPHA
+from agent.loop import drive as loop
+from agent.loop.drive import ARM_SEED_STRIDE
+from agent.plan.rules import check_plan
+from agent.report import render as reporting
+from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan, RunResult
 from experiments import registry
+from experiments.records import SearchParam
 from experiments.runner import records
 
 TASKS = ("digits-cnn", "tabular-mlp")

@@ -31,11 +31,14 @@ from langchain_core.tracers.context import collect_runs
 from langchain_core.tracers.schemas import Run
 from planning_ideas import IDEAS, Idea, Score, score
 
-from agent import coder, config, planner
+from agent import config
+from agent.code import coder
 from agent.config import Settings
-from agent.plan_rules import PlanError
-from agent.schemas import CodeChangeIntent, ExperimentPlan, SearchParam
+from agent.plan import planner
+from agent.plan.rules import PlanError
+from agent.schemas import CodeChangeIntent, ExperimentPlan
 from experiments import registry
+from experiments.records import SearchParam
 
 OFFLINE = "offline"
 SMOKE_IDEAS = (0, 17)  # a comparison and an injection attempt

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.plan_rules import mentions, normalize
+from agent.plan.rules import mentions, normalize
 from agent.schemas import Arm, ExperimentPlan, Setting
 from experiments import registry
 

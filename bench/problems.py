@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.schemas import SearchParam
 from experiments import registry
+from experiments.records import SearchParam
 from experiments.samplers import warm_start
 from experiments.space import points
 

@@ -14,8 +14,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from agent.schemas import Metric, SearchParam
 from experiments import storage as storages
+from experiments.records import Metric, SearchParam
 from experiments.runner import StudySpec, Ticket, ensure_study, execute
 
 METRIC = Metric(name="accuracy", direction="maximize")

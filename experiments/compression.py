@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from agent.schemas import MODEL_SIZE, Compression
+from experiments.records import MODEL_SIZE, Compression
 
 LATENCY_BATCH = 64
 LATENCY_REPEATS = 5

@@ -26,8 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from agent.source import callee
-from experiments.script_facts import calls, family, imported, reported
+from experiments.script_facts import callee, calls, family, imported, reported
 
 Value = bool | int | float | str
 Kind = Literal["argparse", "click", "typer", "dataclass", "keyword", "constant"]

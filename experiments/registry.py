@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.schemas import Direction, Metric, SearchParam
 from experiments import entry
 from experiments.discovery import Discovery, Hyperparameter
 from experiments.program import discovered, is_program
+from experiments.records import Direction, Metric, SearchParam
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 

@@ -27,8 +27,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.schemas import Compression, Metric, SearchParam, TrialRecord
 from experiments import storage as storages
+from experiments.records import Compression, Metric, SearchParam, TrialRecord
 
 SPEC_ATTR = "research_loop"
 PATCH_FILE = "patch.diff"

@@ -13,7 +13,7 @@ from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from agent.schemas import SearchParam
+from experiments.records import SearchParam
 
 SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "qmc", "default")
 PRUNERS = ("none", "median", "hyperband")

@@ -11,8 +11,8 @@ import ast
 import re
 from collections.abc import Iterator
 
-from agent.source import callee
-
+# torch.optim's own weight_decay defaults where they are not 0.
+OWN_WEIGHT_DECAY = {"AdamW": 0.01}
 # Calls whose text a script prints its metrics with.
 PRINT_CALLS = frozenset({"print", "info", "write", "log", "echo", "secho", "debug", "warning"})
 # How a script names a validation metric besides its plain name; `test_` names the held-out split.
@@ -20,6 +20,15 @@ METRIC_PREFIXES = ("eval_", "val_", "valid_", "validation_")
 ALIASES = {"acc": "accuracy", "f1_score": "f1", "auroc": "roc_auc", "auc": "roc_auc"}
 _NAMED_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(?:%|\{[^}]*\})")
 _NAME_BEFORE_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*$")
+
+
+def callee(node: ast.expr) -> str | None:
+    """The last name of a dotted reference (`nn.Sequential` -> 'Sequential', `range` -> 'range')."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return None
 
 
 def calls(tree: ast.AST) -> Iterator[ast.Call]:

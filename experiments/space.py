@@ -15,7 +15,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from agent.schemas import SearchParam
+from experiments.records import SearchParam
 
 GRID_POINTS = 4
 

@@ -8,7 +8,7 @@ import statistics
 
 from scipy import stats as scipy_stats
 
-from agent.schemas import Comparison, Metric, TrialRecord
+from experiments.records import Comparison, Metric, TrialRecord
 
 CONSTANT_TOLERANCE = 1e-9  # differences whose std is below this (relative) are constant, not noisy
 

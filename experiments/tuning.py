@@ -14,9 +14,9 @@ from typing import Any
 import optuna
 from pydantic import BaseModel, Field
 
-from agent.schemas import Compression, Cost, SearchParam, StudyResult, TrialRecord
 from experiments import program, stats
 from experiments import storage as storages
+from experiments.records import Compression, Cost, SearchParam, StudyResult, TrialRecord
 from experiments.registry import Task
 from experiments.runner import Progress, StudySpec, Ticket, records, run_study, workspace_sha256
 from experiments.samplers import warm_start

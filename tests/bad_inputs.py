@@ -21,8 +21,9 @@ from fake_openai import FakeOpenAI, Reply, error, text, tool
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
-from agent import config, loop
+from agent import config
 from agent.cli import app
+from agent.loop import drive as loop
 
 CASES = Path(__file__).parent / "data" / "bad_inputs" / "cases.json"
 FAKE_LLM = "openai-compatible:fake"

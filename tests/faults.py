@@ -27,9 +27,9 @@ from unittest import mock
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from agent.schemas import Metric, SearchParam
 from experiments import runner
 from experiments import storage as storages
+from experiments.records import Metric, SearchParam
 from experiments.runner import StudySpec, Ticket
 
 SCRIPT = Path(__file__).parent / "data" / "faulty_train.py"

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent import coder
+from agent.code import coder
 from agent.config import Settings
-from agent.schemas import CodeChangeIntent, CodePatch, ExperimentPlan, Metric, SearchParam
+from agent.schemas import CodeChangeIntent, CodePatch, ExperimentPlan
 from experiments import registry
+from experiments.records import Metric, SearchParam
 from experiments.script import load_module
 
 SMALL = {"seed": 0, "data_fraction": 0.3, "device": "cpu"}

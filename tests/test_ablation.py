@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
-from agent import loop, reporting
-from agent.ablation import MAX_VARIANTS, variants
+from agent.analyse.ablation import MAX_VARIANTS, variants
 from agent.config import Settings
-from agent.plan_rules import check_plan
-from agent.schemas import Budget, ExperimentPlan, SearchParam
+from agent.loop import drive as loop
+from agent.plan.rules import check_plan
+from agent.report import render as reporting
+from agent.schemas import Budget, ExperimentPlan
 from experiments import registry
+from experiments.records import SearchParam
 
 # Only the learning rate moves the metric; `width` is searched but does nothing.
 ONE_MATTERS = """

@@ -1,7 +1,7 @@
 """The analyst's rules on hand-made trial records: each finding, and the revision that follows from it."""
 
-from agent import analyst
-from agent.schemas import Metric, SearchParam, StudyResult, TrialRecord
+from agent.analyse import analyst
+from experiments.records import Metric, SearchParam, StudyResult, TrialRecord
 
 LR = SearchParam(name="learning_rate", kind="float", low=1e-4, high=1e-2, log=True)
 LAYERS = SearchParam(name="layers", kind="int", low=1, high=3)

@@ -5,13 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from agent import loop, reporting
-from agent.comparisons import compare_arms
+from agent.analyse.comparisons import compare_arms
 from agent.config import Settings
-from agent.plan_rules import PlanInvalid, check_plan
-from agent.planner import make_plan, render_markdown
-from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan, Metric, SearchParam, TrialRecord
+from agent.loop import drive as loop
+from agent.plan.planner import make_plan, render_markdown
+from agent.plan.rules import PlanInvalid, check_plan
+from agent.report import render as reporting
+from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan
 from experiments import registry
+from experiments.records import Metric, SearchParam, TrialRecord
 from experiments.stats import holm
 
 ACCURACY = Metric(name="accuracy", direction="maximize")
@@ -231,8 +233,8 @@ def test_cutting_epochs_to_one_is_judged_worse_and_the_report_says_so_first(thre
 def test_a_report_refuses_arm_runs_that_are_not_in_storage(three_arm_run: Path, tmp_path: Path):
     import shutil
 
-    from agent.report_checks import ReportError
-    from agent.report_data import collect
+    from agent.report.checks import ReportError
+    from agent.report.data import collect
 
     copy = tmp_path / three_arm_run.name
     shutil.copytree(three_arm_run, copy)
@@ -308,8 +310,8 @@ def test_a_report_refuses_arms_said_to_be_compared_at_values_they_did_not_run(
 ):
     import shutil
 
-    from agent.report_checks import ReportError
-    from agent.report_data import collect
+    from agent.report.checks import ReportError
+    from agent.report.data import collect
 
     copy = tmp_path / three_arm_run.name
     shutil.copytree(three_arm_run, copy)

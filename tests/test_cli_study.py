@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.schemas import StudyResult
 from experiments import registry
+from experiments.records import StudyResult
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from agent import cli, coder, runs
+from agent import cli, runs
 from agent.cli import app
+from agent.code import coder
 from agent.schemas import CheckResult, CodePatch, RunInfo
 from experiments import registry
 

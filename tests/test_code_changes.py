@@ -8,12 +8,13 @@ import pytest
 import torch
 from patching import SMALL, propose, train
 
-from agent import coder
-from agent.activation_edits import change_activation
-from agent.schemas import CodeChangeIntent, SearchParam
-from agent.source import EditError
-from agent.training_edits import add_weight_decay, early_stopping, limit_train_examples
+from agent.code import coder
+from agent.code.edits.activation import change_activation
+from agent.code.edits.training import add_weight_decay, early_stopping, limit_train_examples
+from agent.code.source import EditError
+from agent.schemas import CodeChangeIntent
 from experiments import data, registry
+from experiments.records import SearchParam
 from experiments.script import find_block, load_module
 
 pytestmark = pytest.mark.usefixtures("no_provider_env", "one_torch_thread")

@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 from fake_openai import FakeOpenAI, tool
 
-from agent import coder
-from agent.checks import Preflight, Subject, check_paths, preflight, safe_path
+from agent.code import coder
+from agent.code.checks import Preflight, Subject, check_paths, preflight, safe_path
+from agent.code.diffs import apply_file_edits, to_file_edits, unified_diff
+from agent.code.edits.base import expose_constant, set_default
+from agent.code.edits.model import add_dropout, change_optimizer, change_schedule
+from agent.code.source import EditError
 from agent.config import Settings
-from agent.diffs import apply_file_edits, to_file_edits, unified_diff
-from agent.edits import expose_constant, set_default
-from agent.model_edits import add_dropout, change_optimizer, change_schedule
-from agent.schemas import CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit, Metric, SearchParam
-from agent.source import EditError
+from agent.schemas import CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit
 from experiments import registry
+from experiments.records import Metric, SearchParam
 from experiments.script import find_block, load_module
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")

@@ -10,11 +10,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from agent import planner
 from agent.config import Settings
-from agent.report_compression import compression_view
-from agent.schemas import Compression
+from agent.plan import planner
+from agent.report.compression import compression_view
 from experiments import compression, registry
+from experiments.records import Compression
 from experiments.tasks import digits_cnn, tabular_mlp
 from experiments.tuning import TuningConfig, evaluate, prepare_workspaces
 

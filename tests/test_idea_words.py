@@ -8,8 +8,9 @@ from typing import get_args
 
 import pytest
 
-from agent import coder, planner
+from agent.code import coder
 from agent.config import Settings
+from agent.plan import planner
 from agent.schemas import CodeChangeKind, ExperimentPlan
 from experiments import registry
 

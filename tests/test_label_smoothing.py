@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 from patching import propose, train
 
-from agent import coder
-from agent.model_edits import add_label_smoothing
-from agent.schemas import CodeChangeIntent, SearchParam
-from agent.source import EditError
+from agent.code import coder
+from agent.code.edits.model import add_label_smoothing
+from agent.code.source import EditError
+from agent.schemas import CodeChangeIntent
 from experiments import registry
+from experiments.records import SearchParam
 from experiments.script import find_block
 
 pytestmark = pytest.mark.usefixtures("no_provider_env", "one_torch_thread")

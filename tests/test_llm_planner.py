@@ -12,11 +12,12 @@ from llm_answers import plan_answer
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from agent import llm, planner
 from agent.cli import app
 from agent.config import Settings
-from agent.plan_rules import PlanError
-from agent.schemas import ExperimentPlan, Finding, Metric
+from agent.plan import llm, planner
+from agent.plan.rules import PlanError
+from agent.schemas import ExperimentPlan, Finding
+from experiments.records import Metric
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")
 

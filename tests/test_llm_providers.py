@@ -14,10 +14,10 @@ from fake_anthropic import FakeAnthropic, error, text, tool
 from llm_answers import plan_answer
 from typer.testing import CliRunner
 
-from agent import llm, planner
 from agent.cli import app
 from agent.config import Settings
-from agent.plan_rules import PlanError
+from agent.plan import llm, planner
+from agent.plan.rules import PlanError
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")
 
@@ -122,7 +122,7 @@ def test_a_missing_provider_package_is_one_line_naming_what_to_install(tmp_path)
     code = (
         "import sys\n"
         "sys.modules['langchain_anthropic'] = None\n"
-        "from agent import llm\n"
+        "from agent.plan import llm\n"
         "from agent.config import Settings\n"
         "try:\n"
         f"    llm.connect(Settings(llm={CLAUDE!r}, api_key='k'))\n"

@@ -11,9 +11,10 @@ from pathlib import Path
 import optuna
 from typer.testing import CliRunner
 
-from agent import loop, runs
+from agent import runs
 from agent.cli import app
 from agent.config import Settings
+from agent.loop import drive as loop
 from agent.schemas import RunResult
 from experiments import storage as storages
 

@@ -13,12 +13,15 @@ import optuna
 import pytest
 from pydantic import ValidationError
 
-from agent import planner, reporting, runs
+from agent import runs
 from agent.config import Settings
-from agent.report_checks import ReportError
-from agent.schemas import Compression, Metric, RunInfo, SearchParam, StudyResult
+from agent.plan import planner
+from agent.report import render as reporting
+from agent.report.checks import ReportError
+from agent.schemas import RunInfo
 from experiments import registry, worker
 from experiments import storage as storages
+from experiments.records import Compression, Metric, SearchParam, StudyResult
 from experiments.runner import StudySpec, Ticket, ensure_study
 from experiments.samplers import make_sampler
 from experiments.tuning import TuningConfig, tune_and_compare

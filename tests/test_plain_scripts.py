@@ -14,14 +14,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent import coder, planner, review, runs
+from agent import runs
 from agent.cli import app
+from agent.code import coder
 from agent.config import Settings
-from agent.plan_rules import PlanInvalid, check_plan
-from agent.schemas import Comparison, ExperimentPlan, Phase, RunInfo, RunResult
+from agent.plan import planner
+from agent.plan.rules import PlanInvalid, check_plan
+from agent.review import review
+from agent.schemas import ExperimentPlan, Phase, RunInfo, RunResult
 from experiments import registry
 from experiments.discovery import write_values
 from experiments.program import SAME_SPLIT
+from experiments.records import Comparison
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -9,12 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 import templates
-from agent import planner
 from agent.cli import app
 from agent.config import Settings
-from agent.plan_rules import MAX_IDEA_CHARS, PlanError, PlanInvalid, check_plan
-from agent.schemas import CodeChangeIntent, ExperimentPlan, Metric, Phase, RunInfo, SearchParam
+from agent.plan import planner
+from agent.plan.rules import MAX_IDEA_CHARS, PlanError, PlanInvalid, check_plan
+from agent.schemas import CodeChangeIntent, ExperimentPlan, Phase, RunInfo
 from experiments import registry
+from experiments.records import Metric, SearchParam
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")
 

@@ -15,13 +15,16 @@ from conftest import unavailable
 from typer.testing import CliRunner
 
 from agent import cli as cli_module
-from agent import planner, reporting, runs
+from agent import runs
 from agent.cli import app
 from agent.config import Settings
-from agent.report_checks import ReportError
-from agent.report_data import ReportData
-from agent.schemas import RoundResult, RunInfo, RunResult, SearchParam, StudyResult
+from agent.plan import planner
+from agent.report import render as reporting
+from agent.report.checks import ReportError
+from agent.report.data import ReportData
+from agent.schemas import RoundResult, RunInfo, RunResult
 from experiments import registry, stats
+from experiments.records import SearchParam, StudyResult
 from experiments.runner import records
 from experiments.storage import redact
 from experiments.tuning import TuningConfig, prepare_workspaces, tune_and_compare

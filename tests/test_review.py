@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent import coder, review, runs
+from agent import runs
 from agent.cli import app
+from agent.code import coder
 from agent.config import Settings
-from agent.schemas import CodeChangeIntent, Comparison, ExperimentPlan, Metric, RunInfo, SearchParam
+from agent.review import review
+from agent.schemas import CodeChangeIntent, ExperimentPlan, RunInfo
 from experiments import registry
+from experiments.records import Comparison, Metric, SearchParam
 
 SCRIPT = '''"""Least squares by gradient descent on synthetic data: a user's script kept in their own repository."""
 

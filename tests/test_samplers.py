@@ -5,8 +5,8 @@ import math
 import optuna
 import pytest
 
-from agent.schemas import SearchParam
 from experiments import training
+from experiments.records import SearchParam
 from experiments.samplers import SobolStart, make_pruner, make_sampler, startup_trials, warm_start
 from experiments.script import TrialPruned
 from experiments.space import suggest

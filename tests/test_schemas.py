@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from agent.schemas import SearchParam
+from experiments.records import SearchParam
 
 
 @pytest.mark.parametrize(

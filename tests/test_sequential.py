@@ -3,10 +3,11 @@
 import pytest
 from test_loop import FLAT, RISING, start_and_drive, write_script
 
-from agent import loop, reporting
-from agent.schemas import Metric, TrialRecord
-from agent.verdict import verdict
+from agent.analyse.verdict import verdict
+from agent.loop import drive as loop
+from agent.report import render as reporting
 from experiments import stats
+from experiments.records import Metric, TrialRecord
 
 
 def test_looks_start_at_the_plans_seeds_and_end_at_the_cap():

@@ -26,9 +26,14 @@ from test_review import git
 from test_review import make_run as make_approvable_run
 from typer.testing import CliRunner
 
-from agent import coder, loop, mlflow_export, reporting, review, runs, web
+from agent import runs
 from agent.cli import app
+from agent.code import coder
 from agent.config import Settings
+from agent.loop import drive as loop
+from agent.report import render as reporting
+from agent.review import review, web
+from agent.review.review import mlflow as mlflow_export
 from agent.schemas import RunInfo, RunResult
 from experiments import storage as storages
 

@@ -1,0 +1,10 @@
+"""The code stage: the plan's code changes as a checked patch to the training script.
+
+- `coder`: proposes, checks and finalizes the patch
+- `edits`: the deterministic edits of the tool's own vocabulary
+- `diffs`: unified diffs of the changed files
+- `checks`: the static checks a patch passes before it runs
+- `source`: a script's text and syntax tree, spliced without losing its formatting
+"""
+
+__all__ = ["checks", "coder", "diffs", "edits", "source"]

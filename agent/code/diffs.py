@@ -1,0 +1,69 @@
+"""Unified diffs and exact search/replace blocks: the two forms a patch takes for a person and for a machine.
+
+Every patch, structured or from an LLM, ends as a list of `FileEdit`s whose `old` text occurs exactly once, so
+applying it is never a guess: a block that does not match, or matches twice, is refused with a message that
+says which.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+from collections.abc import Mapping
+
+from agent.code.source import EditError
+from agent.schemas import FileEdit
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _diff_lines(text: str) -> list[str]:
+    lines = io.StringIO(text, newline="\n").readlines()
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def unified_diff(name: str, before: str, after: str) -> str:
+    """A diff `git apply` takes (paths a/<name> b/<name>, a file without a final newline marked as such)."""
+    return "".join(difflib.unified_diff(_diff_lines(before), _diff_lines(after), f"a/{name}", f"b/{name}"))
+
+
+def apply_file_edits(files: Mapping[str, str], edits: list[FileEdit]) -> dict[str, str]:
+    """`files` with each edit applied in order; an edit whose `old` is missing, empty or repeated is refused."""
+    out = dict(files)
+    for n, edit in enumerate(edits, 1):
+        if edit.path not in out:
+            raise EditError(f"edit {n} is for {edit.path!r}; only {', '.join(sorted(out))} may be edited")
+        if not edit.old:
+            raise EditError(f"edit {n} ({edit.path}): the search block is empty")
+        count = out[edit.path].count(edit.old)
+        if count != 1:
+            first = edit.old.strip().splitlines()[0] if edit.old.strip() else edit.old
+            problem = "is not in the file" if count == 0 else f"matches {count} places; add lines around it"
+            raise EditError(f"edit {n} ({edit.path}): the search block starting {first[:60]!r} {problem}")
+        out[edit.path] = out[edit.path].replace(edit.old, edit.new, 1)
+    return out
+
+
+def to_file_edits(path: str, before: str, after: str) -> list[FileEdit]:
+    """The smallest search/replace blocks (one per changed hunk, widened until unique) that turn before into after."""
+    a, b = io.StringIO(before, newline="\n").readlines(), io.StringIO(after, newline="\n").readlines()
+    edits = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        lo, hi = i1, i2
+        while not ("".join(a[lo:hi]) and before.count("".join(a[lo:hi])) == 1) and (lo > 0 or hi < len(a)):
+            lo, hi = max(0, lo - 1), min(len(a), hi + 1)
+        new = "".join(a[lo:i1] + b[j1:j2] + a[i2:hi])
+        edits.append(FileEdit(path=path, old="".join(a[lo:hi]), new=new))
+    try:
+        if apply_file_edits({path: before}, edits)[path] == after:
+            return edits
+    except EditError:
+        pass
+    return [FileEdit(path=path, old=before, new=after)] if before != after else []

@@ -1,0 +1,9 @@
+"""The deterministic code changes, one module per family of edits.
+
+- `base`: the edit registry and the hyperparameter edits every script takes
+- `model`: architecture edits (width, depth, dropout layers)
+- `training`: training-loop edits (weight decay, early stopping, label smoothing, limits)
+- `activation`: activation-function swaps
+"""
+
+__all__ = ["activation", "base", "model", "training"]

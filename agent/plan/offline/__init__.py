@@ -1,0 +1,9 @@
+"""The offline planner: deterministic rules over the idea's words, no model and no network.
+
+- `planner`: the idea's words to a plan
+- `arms`: the arms an idea asks for ("with/without", "A versus B")
+- `compression`: the evaluation transform an idea asks for (int8, pruning)
+- `priors`: written-down ranges per model family and the vocabulary the rules know
+"""
+
+__all__ = ["arms", "compression", "planner", "priors"]

@@ -1,0 +1,194 @@
+"""What a report reads from a run folder and its machine besides results.json: the code that ran (the final
+patch, or the run's baseline/ and workspace/ copies), the hyperparameters on each side, package versions and
+the target's git commit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import platform
+import subprocess
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from agent.code import coder
+from agent.code.diffs import unified_diff
+from agent.report.checks import ReportError
+from agent.schemas import CheckResult
+from experiments import entry, registry
+from experiments.records import Model, SearchParam, TrialRecord
+from experiments.script import ScriptContractError
+
+ENVIRONMENT_FILE = "environment.json"
+OPTIONS_FILE = "options.json"
+PACKAGES = ("research-loop", "torch", "optuna", "numpy", "scikit-learn", "scipy", "pydantic", "langchain")
+CONTEXT_LINES = 2
+
+
+class HyperparameterRow(Model):
+    name: str
+    baseline: Any = None
+    candidate: Any = None
+    searched: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.baseline != self.candidate
+
+
+class Hunk(Model):
+    original_start: int
+    original: str
+    updated_start: int
+    updated: str
+
+
+class FileChange(Model):
+    path: str
+    hunks: list[Hunk]
+    diff: str
+
+
+class CodeChanges(Model):
+    source: str = Field(description="where the code came from: patch.json, or the run's baseline/workspace")
+    files: list[FileChange] = Field(default_factory=list)
+    rationale: str = ""
+    checks: list[CheckResult] = Field(default_factory=list)
+    target: str | None = None
+    approvable: bool = False
+
+
+def script_name(task: str, folder: Path) -> str | None:
+    if task in registry.TASKS:
+        return registry.get(task).script.name
+    if task.startswith("script:"):
+        return task.removeprefix("script:")
+    found = sorted((folder / "baseline").glob("*.py"))
+    return found[0].name if found else None
+
+
+def _block(path: Path) -> dict[str, Any]:
+    try:
+        return entry.defaults(path.read_text(), str(path))
+    except (OSError, ScriptContractError, UnicodeDecodeError):
+        return {}
+
+
+def hyperparameter_rows(
+    folder: Path, script: str | None, best: TrialRecord | None, space: list[SearchParam]
+) -> list[HyperparameterRow]:
+    """Baseline defaults against the candidate's values (the code it ran, with the best trial's values)."""
+    baseline = _block(folder / "baseline" / script) if script else {}
+    workspace = _block(folder / "workspace" / script) if script else {}
+    candidate = {**workspace, **(best.params if best else {})}
+    searched = {p.name for p in space}
+    names = list(dict.fromkeys([*baseline, *candidate]))
+    return [
+        HyperparameterRow(
+            name=n, baseline=baseline.get(n), candidate=candidate.get(n), searched=n in searched
+        )
+        for n in names
+    ]
+
+
+def file_change(path: str, before: str, after: str) -> FileChange:
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    hunks = []
+    for group in difflib.SequenceMatcher(None, a, b, autojunk=False).get_grouped_opcodes(CONTEXT_LINES):
+        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
+        hunks.append(
+            Hunk(
+                original_start=i1 + 1,
+                original="".join(a[i1:i2]),
+                updated_start=j1 + 1,
+                updated="".join(b[j1:j2]),
+            )
+        )
+    return FileChange(path=path, hunks=hunks, diff=unified_diff(path, before, after))
+
+
+def code_changes(folder: Path) -> CodeChanges:
+    """The final patch from patch.json when the run made one, else what differs between the run's copies."""
+    if (folder / coder.PATCH_JSON).is_file():
+        try:
+            record = coder.load_record(folder)
+        except coder.PatchError as exc:
+            raise ReportError(str(exc)) from None
+        shown = record.final or record.patch
+        after = shown.files.get(record.script, record.original)
+        files = [file_change(record.script, record.original, after)] if after != record.original else []
+        return CodeChanges(
+            source="patch.json (final patch)" if record.final else "patch.json (proposed patch)",
+            files=files,
+            rationale=shown.rationale,
+            checks=shown.checks,
+            target=str(record.target),
+            approvable=shown.checks_passed and record.final is not None,
+        )
+    files = []
+    base, work = folder / "baseline", folder / "workspace"
+    if work.is_dir():
+        for path in sorted(p for p in work.rglob("*.py") if "__pycache__" not in p.parts):
+            name = path.relative_to(work).as_posix()
+            before = (base / name).read_text() if (base / name).is_file() else ""
+            after = path.read_text()
+            if before != after:
+                files.append(file_change(name, before, after))
+    return CodeChanges(source="the run's baseline/ and workspace/ copies (no patch.json)", files=files)
+
+
+def environment(folder: Path) -> tuple[dict[str, str], str]:
+    """Package versions, recorded once in the run folder at the first render (the end of the run)."""
+    path = folder / ENVIRONMENT_FILE
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            return stored["versions"], stored["recorded"]
+        except (ValueError, KeyError, TypeError):
+            pass
+    versions = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    recorded = datetime.now().astimezone().isoformat(timespec="seconds")
+    path.write_text(json.dumps({"versions": versions, "recorded": recorded}, indent=2))
+    return versions, recorded
+
+
+def git_state(target: Path | None) -> str:
+    """The commit of the target's repository, and whether the target differs from it."""
+    if target is None or not target.exists():
+        return "unknown (target file not found)"
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=target.parent, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return "not in a git repository"
+        dirty = git("status", "--porcelain", "--", target.name).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown (git not available)"
+    return f"{head.stdout.strip()}" + (f" ({target.name} has uncommitted changes)" if dirty else "")
+
+
+def target_path(folder: Path, task: str, code: CodeChanges) -> Path | None:
+    if code.target:
+        return Path(code.target)
+    options = folder / OPTIONS_FILE
+    if options.is_file():
+        try:
+            script = json.loads(options.read_text()).get("script")
+        except ValueError:
+            script = None
+        if script:
+            return Path(script)
+    return registry.get(task).script if task in registry.TASKS else None
