@@ -1,4 +1,5 @@
-"""The data types that pass between stages: the only contract between plan, code, run, report and review.
+"""The data types that pass between stages: the plan, the patch, the run folder, the report and the decision.
+What a run found (results.json) is typed in `agent.results`.
 
 Everyone imports this module and it imports nothing of ours, so that `experiments/` can speak the same types
 as `agent/` without depending on the agent.
@@ -7,20 +8,11 @@ as `agent/` without depending on the agent.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from experiments.records import (
-    Comparison,
-    Compression,
-    Cost,
-    Metric,
-    Model,
-    SearchParam,
-    StudyResult,
-    TrialRecord,
-)
+from experiments.records import Compression, Metric, Model, SearchParam
 
 SamplerName = Literal["random", "grid", "tpe", "gp", "cmaes", "qmc", "default"]
 PrunerName = Literal["none", "median", "hyperband"]
@@ -105,7 +97,6 @@ class TokenUsage(Model):
 
 Setting = bool | int | float | str
 ArmRole = Literal["control", "treatment"]
-ArmVerdict = Literal["better", "no detectable difference", "worse", "failed"]
 
 
 class Arm(Model):
@@ -267,99 +258,6 @@ class CodePatch(Model):
     @property
     def checks_passed(self) -> bool:
         return all(c.passed for c in self.checks)
-
-
-FindingKind = Literal["importance", "edge", "under_explored", "pruning_bias", "no_gain", "identical_metrics"]
-
-
-class Finding(Model):
-    """One thing the analyst read off a finished study, with the numbers that support it."""
-
-    kind: FindingKind
-    param: str | None = None
-    message: str
-    evidence: dict[str, Any] = Field(default_factory=dict)
-    arm: str = Field(default="", description="the plan arm whose study it was read off; empty outside arms")
-
-
-class RoundResult(Model):
-    """One round of the loop: its phase, the studies it ran (one per strategy), what was found, what changed."""
-
-    round: int = Field(ge=1)
-    phase: str
-    data_fraction: float = 1.0
-    studies: list[StudyResult]
-    findings: list[Finding] = Field(default_factory=list)
-    revision: list[str] = Field(
-        default_factory=list, description="changes made to the plan for the next round"
-    )
-
-
-class ArmResult(Model):
-    """One arm after tuning: its selected configuration and that configuration re-run over the seeds."""
-
-    name: str
-    role: ArmRole
-    label: str = ""
-    best: TrialRecord | None = Field(default=None, description="chosen on validation among the arm's trials")
-    final: list[TrialRecord] = Field(default_factory=list, description="best re-run over seeds, held-out")
-    strategy: str | None = Field(default=None, description="the sampler whose study found `best`")
-    trials: int = Field(default=0, description="tuning trials the arm ran (its effort)")
-
-
-class ArmComparison(Model):
-    """A treatment against the control, paired by seed on the held-out split, Holm-corrected across treatments."""
-
-    treatment: str
-    control: str
-    comparison: Comparison | None = None
-    p_adjusted: float | None = None
-    verdict: ArmVerdict
-    statement: str
-
-
-class AblationRow(Model):
-    """The candidate with one of its differences reverted, re-run over the same seeds on the held-out split."""
-
-    param: str
-    reference: Setting | None = Field(description="the value the variant reverts to")
-    candidate: Setting | None
-    runs: list[TrialRecord] = Field(default_factory=list)
-
-
-class Ablation(Model):
-    """Leave-one-out of the patch's differences: which one made the difference."""
-
-    against: str = Field(description="what the reverted values come from, e.g. the script's defaults")
-    rows: list[AblationRow] = Field(default_factory=list)
-    skipped: list[str] = Field(default_factory=list, description="differences not ablated (over the cap)")
-
-
-class RunResult(Model):
-    """results.json of `research-loop run`: every round, then the finalists on the held-out split."""
-
-    run_id: str
-    plan: ExperimentPlan
-    rounds: list[RoundResult]
-    best: TrialRecord | None = None
-    best_strategy: str | None = None
-    best_arm: str | None = Field(default=None, description="with several arms, the one the patch carries")
-    baseline: list[TrialRecord] = Field(default_factory=list)
-    final: list[TrialRecord] = Field(default_factory=list)
-    comparison: Comparison | None = None
-    validation: Comparison | None = None
-    arms: list[ArmResult] = Field(default_factory=list)
-    comparisons: list[ArmComparison] = Field(default_factory=list)
-    compared_at: dict[str, Setting] = Field(
-        default_factory=dict,
-        description="the shared values every arm was compared at; empty: each arm at its own best",
-    )
-    ablation: Ablation | None = None
-    seeds_used: int = Field(default=0, description="seeds of the final comparison")
-    looks: int = Field(default=1, description="sequential looks the comparison is corrected for")
-    stopping: str = Field(default="", description="why the final comparison has this many seeds")
-    cost: Cost = Field(default_factory=Cost)
-    stop_reason: str = ""
 
 
 RunStatus = Literal[

@@ -2,8 +2,8 @@
 
 Every repetition is a whole run through `loop.drive`, exactly as `research-loop run` drives one: a plan with a
 control and one treatment with no effect, each tuned with the same small budget, every arm re-run over the
-plan's seeds on the held-out split at the shared values chosen on validation (`loop.compared_finals`), and the
-treatment judged against the control by `agent.comparisons.compare_arms` (paired t-test by seed,
+plan's seeds on the held-out split at the shared values chosen on validation (`arms.compared_finals`), and the
+treatment judged against the control by `agent.analyse.comparisons.compare_arms` (paired t-test by seed,
 Holm-adjusted p < ALPHA and |difference| > noise floor). Any "better" or "worse" verdict is a false positive.
 Two kinds of null treatment:
 
@@ -47,13 +47,15 @@ from agent.analyse.comparisons import RULE, compare_arms
 from agent.analyse.verdict import ALPHA
 from agent.config import Settings
 from agent.loop import drive as loop
-from agent.loop.drive import ARM_SEED_STRIDE
+from agent.loop.arms import study_name
+from agent.loop.rounds import ARM_SEED_STRIDE
 from agent.plan.rules import check_plan
 from agent.report import render as reporting
-from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan, RunResult
+from agent.results import ArmResult, RunResult
+from agent.schemas import Arm, Budget, ExperimentPlan
 from experiments import registry
 from experiments.records import SearchParam
-from experiments.runner import records
+from experiments.results import records
 
 TASKS = ("digits-cnn", "tabular-mlp")
 KINDS = ("perturbed", "identical")
@@ -152,7 +154,7 @@ def one_run(
             loop.LoopOptions(idea=plan.idea, task=task_name, seed=seed), settings, ["bench/calibration.py"]
         )
         (folder / "plan.json").write_text(plan.model_dump_json())
-        result = loop.drive(folder, settings)
+        result = loop.drive(folder, settings, report=reporting.render)
         shown = reporting.load_data(folder / reporting.DATA).comparisons
         own = own_best(folder, settings, result)
         return outcome(kind, task_name, seed, result, shown, own, time.monotonic() - started)
@@ -171,7 +173,7 @@ def own_best(folder: Path, settings: Settings, result: RunResult) -> tuple[str, 
         ArmResult(
             name=a.name,
             role=a.role,
-            final=records(url, loop.study_name(result.run_id, arms, a, "final", "0")),
+            final=records(url, study_name(result.run_id, arms, a, "final", "0")),
         )
         for a in arms
     ]

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from experiments import channels, discovery
+from experiments import channels, discovery, hyperparameters
 from experiments.script import BLOCK_START, ScriptContractError
 
 TRIALS_DIR = "trials"
@@ -78,7 +78,7 @@ def is_program(source: str) -> bool:
     return all(line.strip() != BLOCK_START for line in source.splitlines())
 
 
-def discovered(source: str, where: str = "script") -> discovery.Discovery:
+def discovered(source: str, where: str = "script") -> hyperparameters.Discovery:
     """The plain script's hyperparameters; refused with what was looked for when there are none."""
     try:
         found = discovery.discover(source, where)

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from experiments import entry
-from experiments.discovery import Discovery, Hyperparameter
+from experiments.hyperparameters import Discovery, Hyperparameter
 from experiments.program import discovered, is_program
 from experiments.records import Direction, Metric, SearchParam
 

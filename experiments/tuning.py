@@ -18,7 +18,8 @@ from experiments import program, stats
 from experiments import storage as storages
 from experiments.records import Compression, Cost, SearchParam, StudyResult, TrialRecord
 from experiments.registry import Task
-from experiments.runner import Progress, StudySpec, Ticket, records, run_study, workspace_sha256
+from experiments.results import Progress, records
+from experiments.runner import StudySpec, Ticket, run_study, workspace_sha256
 from experiments.samplers import warm_start
 from experiments.space import grid
 

@@ -67,7 +67,7 @@ def test_ablation_attributes_the_gain_to_the_one_change_that_matters(tmp_path: P
     )
     folder = loop.start(loop.LoopOptions(idea=plan.idea, script=script), settings, ["test"])
     (folder / "plan.json").write_text(plan.model_dump_json())
-    loop.drive(folder, settings)
+    loop.drive(folder, settings, report=reporting.render)
 
     data = reporting.load_data(folder / reporting.DATA)
     assert data.repro.verified

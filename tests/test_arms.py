@@ -8,10 +8,13 @@ import pytest
 from agent.analyse.comparisons import compare_arms
 from agent.config import Settings
 from agent.loop import drive as loop
+from agent.loop.arms import compared_finals
+from agent.loop.budget import apply_overrides
 from agent.plan.planner import make_plan, render_markdown
 from agent.plan.rules import PlanInvalid, check_plan
 from agent.report import render as reporting
-from agent.schemas import Arm, ArmResult, Budget, ExperimentPlan
+from agent.results import ArmResult
+from agent.schemas import Arm, Budget, ExperimentPlan
 from experiments import registry
 from experiments.records import Metric, SearchParam, TrialRecord
 from experiments.stats import holm
@@ -79,7 +82,7 @@ def test_does_dropout_help_gives_equal_budgets_per_arm_and_states_the_total_afte
     assert "- Trials: 12 per arm (24 tuning trials in all)" in render_markdown(plan)
     # `--trials 5` on the command line: the plan as run, and its report, say 5 (a note written at planning
     # time would still say 12)
-    overridden = loop.apply_overrides(plan, loop.LoopOptions(idea=plan.idea, trials=5), Settings())
+    overridden = apply_overrides(plan, loop.LoopOptions(idea=plan.idea, trials=5), Settings())
     text = render_markdown(overridden)
     assert "- Trials: 5 per arm (10 tuning trials in all)" in text and "12" not in text.split("## Budget")[1]
 
@@ -194,7 +197,7 @@ def three_arm_run(tmp_path_factory) -> Path:
     )
     folder = loop.start(loop.LoopOptions(idea="epochs", task=task.name), settings, ["test"])
     (folder / "plan.json").write_text(plan.model_dump_json())
-    loop.drive(folder, settings)
+    loop.drive(folder, settings, report=reporting.render)
     return folder
 
 
@@ -342,10 +345,10 @@ def test_arms_are_compared_at_the_shared_values_best_on_validation_over_both():
         "a": [_finalist(0.1, [0.90, 0.90]), _finalist(0.2, [0.89, 0.89])],
         "b": [_finalist(0.2, [0.88, 0.88]), _finalist(0.1, [0.70, 0.70])],
     }
-    chosen, at = loop.compared_finals(plan, task, finals)
+    chosen, at = compared_finals(plan, task, finals)
     assert at == {"learning_rate": 0.2}
     assert [r.params["learning_rate"] for f in chosen.values() for r in f] == [0.2] * 4
     # no shared values that every arm ran (a matched trial failed): each arm at its own best, and nothing claimed
-    chosen, at = loop.compared_finals(plan, task, {"a": finals["a"][:1], "b": finals["b"][:1]})
+    chosen, at = compared_finals(plan, task, {"a": finals["a"][:1], "b": finals["b"][:1]})
     assert at == {}
     assert {n: f[0].params["learning_rate"] for n, f in chosen.items()} == {"a": 0.1, "b": 0.2}

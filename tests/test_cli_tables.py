@@ -14,8 +14,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from agent import cli, runs
-from agent.cli import app
+from agent import runs
+from agent.cli import app, tables
 from agent.code import coder
 from agent.schemas import CheckResult, CodePatch, RunInfo
 from experiments import registry
@@ -107,7 +107,7 @@ def test_tasks_piped_keeps_every_task_name_whole_on_one_line(tmp_path):
 def test_tasks_in_a_narrow_terminal_never_cuts_a_task_name(monkeypatch):
     screen = io.StringIO()
     monkeypatch.setattr(
-        cli, "console", Console(file=screen, force_terminal=True, width=70, color_system=None)
+        tables, "console", Console(file=screen, force_terminal=True, width=70, color_system=None)
     )
     result = CliRunner().invoke(app, ["tasks"])
     assert result.exit_code == 0, result.output

@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.config import Settings
-from agent.plan import llm, planner
+from agent.plan import llm, planner, structured
 from agent.plan.rules import PlanError
-from agent.schemas import ExperimentPlan, Finding
+from agent.results import Finding
+from agent.schemas import ExperimentPlan
 from experiments.records import Metric
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")
@@ -202,7 +203,9 @@ def test_ask_gives_a_validated_object_for_any_schema() -> None:
     ]
     with FakeOpenAI(replies) as server:
         chat = llm.connect(settings(server))
-        result = llm.ask(chat, [llm.HumanMessage(content="Is it better?")], Verdict, finish=finish, repairs=2)
+        result = structured.ask(
+            chat, [structured.HumanMessage(content="Is it better?")], Verdict, finish=finish, repairs=2
+        )
     assert result.value == Verdict(better=True, reason="p < 0.05")
     assert (result.attempts, result.mode, result.usage.calls) == (3, "tools", 3)
     assert "better: Input should be a valid boolean" in last_user_message(server.requests[1])

@@ -15,7 +15,8 @@ from agent import runs
 from agent.cli import app
 from agent.config import Settings
 from agent.loop import drive as loop
-from agent.schemas import RunResult
+from agent.report import render as reporting
+from agent.results import RunResult
 from experiments import storage as storages
 
 # The metric climbs with the learning rate, so a grid's top point wins and sits on the range's edge.
@@ -63,7 +64,7 @@ def settings_for(tmp_path: Path) -> Settings:
 def start_and_drive(tmp_path: Path, options: loop.LoopOptions) -> tuple[Path, RunResult]:
     settings = settings_for(tmp_path)
     folder = loop.start(options, settings, ["test"])
-    return folder, loop.drive(folder, settings)
+    return folder, loop.drive(folder, settings, report=reporting.render)
 
 
 def tuning_trials(result: RunResult) -> list:

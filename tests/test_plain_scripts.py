@@ -20,8 +20,9 @@ from agent.code import coder
 from agent.config import Settings
 from agent.plan import planner
 from agent.plan.rules import PlanInvalid, check_plan
+from agent.results import RunResult
 from agent.review import review
-from agent.schemas import ExperimentPlan, Phase, RunInfo, RunResult
+from agent.schemas import ExperimentPlan, Phase, RunInfo
 from experiments import registry
 from experiments.discovery import write_values
 from experiments.program import SAME_SPLIT

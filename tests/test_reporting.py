@@ -14,18 +14,18 @@ import pytest
 from conftest import unavailable
 from typer.testing import CliRunner
 
-from agent import cli as cli_module
 from agent import runs
-from agent.cli import app
+from agent.cli import app, tables
 from agent.config import Settings
 from agent.plan import planner
 from agent.report import render as reporting
 from agent.report.checks import ReportError
 from agent.report.data import ReportData
-from agent.schemas import RoundResult, RunInfo, RunResult
+from agent.results import RoundResult, RunResult
+from agent.schemas import RunInfo
 from experiments import registry, stats
 from experiments.records import SearchParam, StudyResult
-from experiments.runner import records
+from experiments.results import records
 from experiments.storage import redact
 from experiments.tuning import TuningConfig, prepare_workspaces, tune_and_compare
 
@@ -366,7 +366,7 @@ def test_report_and_list_commands(
     done = cli.invoke(app, ["report", improved.name[:-3]])
     assert done.exit_code == 0, done.output
     assert "conclusion: improved" in done.output and (improved / "report.md").is_file()
-    monkeypatch.setattr(cli_module.console, "width", 300)
+    monkeypatch.setattr(tables.console, "width", 300)
     listed = cli.invoke(app, ["list"])
     assert listed.exit_code == 0, listed.output
     expected = [(improved, "improved", "pending"), (worse, "worse", "pending"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from experiments import data, hub, registry
+from experiments import data, hub, registry, sources
 from experiments.hub import DataUnavailable
 from experiments.script import load_module
 
@@ -43,14 +43,14 @@ def test_seed_tasks_are_registered_with_searchable_hyperparameters():
 
 
 def test_text_classification_fine_tunes_minilm_past_the_majority_class():
-    share = majority_share(data.BUILTIN_TEXT)
+    share = majority_share(sources.BUILTIN_TEXT)
     metrics = script("text-classification").run(seed=0, device="cpu")
     assert metrics["accuracy"] > share + 0.04, (metrics, share)
     assert metrics["f1_macro"] > 0.55, metrics
 
 
 def test_lstm_sentiment_learns_past_the_majority_class():
-    share = majority_share(data.BUILTIN_TEXT)
+    share = majority_share(sources.BUILTIN_TEXT)
     small = {"epochs": 6, "hidden_size": 64, "embedding_dim": 50, "learning_rate": 3e-3}
     metrics = script("lstm-sentiment").run(small, seed=0, data_fraction=0.5, device="cpu")
     assert metrics["accuracy"] > share + 0.04, (metrics, share)
@@ -122,7 +122,7 @@ def test_missing_local_file_names_the_path(tmp_path):
 
 def sentences(n: int, offset: int = 0) -> list[dict]:
     """Real labelled sentences from the offline set, as a user's file would hold them."""
-    train = data.load_text(data.BUILTIN_TEXT).splits["train"]
+    train = data.load_text(sources.BUILTIN_TEXT).splits["train"]
     names = ["fresh", "rotten"]
     return [{"text": train.texts[i], "label": names[int(train.labels[i])]} for i in range(offset, offset + n)]
 
@@ -184,7 +184,7 @@ def test_folders_of_text_files_and_images_load_as_classes(tmp_path):
     text = data.load_text(str(tmp_path / "text"))
     assert text.classes == ["neg", "pos"] and sum(len(s.texts) for s in text.splits.values()) == 24
 
-    digits = data.load_images(data.BUILTIN_IMAGES, 8).splits["test"]
+    digits = data.load_images(sources.BUILTIN_IMAGES, 8).splits["test"]
     for i in range(30):
         folder = tmp_path / "images" / f"digit{int(digits[1][i])}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -5,15 +5,16 @@ from test_loop import FLAT, RISING, start_and_drive, write_script
 
 from agent.analyse.verdict import verdict
 from agent.loop import drive as loop
+from agent.loop.sequential import look_sizes
 from agent.report import render as reporting
 from experiments import stats
 from experiments.records import Metric, TrialRecord
 
 
 def test_looks_start_at_the_plans_seeds_and_end_at_the_cap():
-    assert loop.look_sizes(3, 10) == [3, 5, 7, 9, 10]
-    assert loop.look_sizes(4, 10) == [4, 6, 8, 10]
-    assert loop.look_sizes(5, 5) == [5]
+    assert look_sizes(3, 10) == [3, 5, 7, 9, 10]
+    assert look_sizes(4, 10) == [4, 6, 8, 10]
+    assert look_sizes(5, 5) == [5]
 
 
 def test_a_clear_gain_stops_at_the_first_look(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments import data, registry
+from experiments import data, registry, sources
 from experiments.tasks import digits_cnn, image_classification, tabular_mlp
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -31,10 +31,10 @@ def test_the_cap_keeps_the_first_examples_of_the_train_split_and_never_cuts_the_
 def test_data_fraction_applies_to_the_capped_set():
     capped, half = data.digits(max_train=50), data.digits(0.5, max_train=50)
     assert sizes(half)["train"] == 25 and torch.equal(half["train"][0], capped["train"][0][:25])
-    images = data.load_images(data.BUILTIN_IMAGES, 8, 0.5, max_train=50)
+    images = data.load_images(sources.BUILTIN_IMAGES, 8, 0.5, max_train=50)
     assert len(images.splits["train"][1]) == 25
     assert len(images.splits["validation"][1]) == len(
-        data.load_images(data.BUILTIN_IMAGES, 8).splits["validation"][1]
+        data.load_images(sources.BUILTIN_IMAGES, 8).splits["validation"][1]
     )
     with pytest.raises(ValueError, match="max_train_examples must be 0"):
         data.digits(max_train=-1)
@@ -83,4 +83,4 @@ def test_check_available_accepts_the_tables_and_the_tabular_task():
         data.check_available({"dataset": name, "hidden_size": 32})
     data.check_available(registry.get("tabular-mlp").defaults)
     assert registry.get("tabular-mlp").defaults["dataset"] == "breast_cancer"
-    data.check_available({"dataset": data.BUILTIN_IMAGES, "image_size": 8})
+    data.check_available({"dataset": sources.BUILTIN_IMAGES, "image_size": 8})

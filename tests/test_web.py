@@ -32,9 +32,10 @@ from agent.code import coder
 from agent.config import Settings
 from agent.loop import drive as loop
 from agent.report import render as reporting
-from agent.review import review, web
-from agent.review.review import mlflow as mlflow_export
-from agent.schemas import RunInfo, RunResult
+from agent.results import RunResult
+from agent.review import history, review, web
+from agent.review import mlflow as mlflow_export
+from agent.schemas import RunInfo
 from experiments import storage as storages
 
 # Fast enough to run a whole loop in seconds: the metric is a smooth function of the hyperparameters, best
@@ -98,7 +99,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finished]:
             idea=IDEA, script=repo / "train.py", trials=2, rounds=1, seeds=2, workers=2, device="cpu"
         )
         folder = loop.start(options, settings, ["research-loop", "run", IDEA])
-        loop.drive(folder, settings)
+        loop.drive(folder, settings, report=reporting.render)
     assert runs.load(folder).status == "awaiting_approval"
     yield Finished(folder=folder, repo=repo, script=repo / "train.py")
 
@@ -178,7 +179,7 @@ def test_the_list_shows_each_run_as_research_loop_list_does(finished, page, serv
     served = serve(finished.folder.parent)
     page.goto(served.start_url)
     assert page.url == served.base + "/", "the token leaves the address bar once it is in the cookie"
-    [row] = reporting.overview(finished.folder.parent)
+    [row] = history.overview(finished.folder.parent)
     cells = page.locator(f'tr[data-run="{row.run_id}"] td')
     expect(cells).to_have_count(6)
     texts = cells.all_inner_texts()

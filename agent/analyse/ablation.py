@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.schemas import AblationRow
+from agent.results import AblationRow
 from experiments import stats
 from experiments.records import Comparison, Metric, TrialRecord
 

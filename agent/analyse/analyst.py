@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.schemas import Finding
+from agent.results import Finding
 from experiments.records import Direction, SearchParam, StudyResult, TrialRecord
 
 EDGE_SHARE = 0.05

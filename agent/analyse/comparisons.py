@@ -1,8 +1,8 @@
 """The answer to the idea's question: every treatment arm against the control, on the held-out split.
 
-Every arm was re-run over the same seeds, at the same shared values (`loop.compared_finals`), so the
-comparison is paired by seed (difference, 95% t-interval, paired t-test; the exact sign test when every seed
-gives the same difference). With several treatments, Holm's step-down correction adjusts the p-values, so
+Every arm was re-run over the same seeds, at the same shared values (`agent.loop.arms.compared_finals`), so
+the comparison is paired by seed (difference, 95% t-interval, paired t-test; the exact sign test when every
+seed gives the same difference). With several treatments, Holm's step-down correction adjusts the p-values, so
 that the chance of calling any identical treatment better or worse stays at ALPHA. A treatment is *better* or
 *worse* when its adjusted p < ALPHA and the difference exceeds the noise floor (the control's standard
 deviation across seeds); otherwise there is *no detectable difference*.
@@ -11,7 +11,8 @@ deviation across seeds); otherwise there is *no detectable difference*.
 from __future__ import annotations
 
 from agent.analyse.verdict import ALPHA, better, fmt_p, signed
-from agent.schemas import Arm, ArmComparison, ArmResult, ArmVerdict
+from agent.results import ArmComparison, ArmResult, ArmVerdict
+from agent.schemas import Arm
 from experiments import stats
 from experiments.records import Comparison, Metric
 

@@ -6,7 +6,7 @@ The loop calls two functions:
     final = finalize_patch(run_folder, best.params)           # after the study: what `approve` applies
 
 propose_patch reads the task's script (never writes it), applies the plan's structured changes on the syntax
-tree (agent/edits.py, model_edits.py, activation_edits.py, training_edits.py) and its free-form ones through
+tree (agent/code/edits/: base, model, activation, training) and its free-form ones through
 the LLM as exact search/replace blocks, and writes the patched script to run_folder/workspace/<script> (the copy the trials import), the diff
 to run_folder/patch.diff and everything `approve` needs to run_folder/patch.json. A patch whose checks fail is
 still written, so a person can see why, but `patch.checks_passed` is False and nothing may run it.
@@ -34,6 +34,7 @@ from agent.code.edits.training import add_weight_decay, early_stopping, limit_tr
 from agent.code.source import EditError
 from agent.config import Settings
 from agent.plan import llm as llms
+from agent.plan.structured import ask, render_messages, schema_json
 from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit
 from experiments.program import is_program
 from experiments.records import Direction, Model
@@ -243,10 +244,10 @@ def _free_form(
 
     try:
         llm = llm or llms.connect(settings)
-        messages = llms.render_messages(
+        messages = render_messages(
             PROMPT,
             schema_name=EditAnswer.__name__,
-            schema=llms.schema_json(EditAnswer),
+            schema=schema_json(EditAnswer),
             script=job.name,
             source=base,
             changes=changes,
@@ -255,7 +256,7 @@ def _free_form(
             block_start=BLOCK_START,
             block_end=BLOCK_END,
         )
-        answer = llms.ask(
+        answer = ask(
             llm,
             messages,
             EditAnswer,

@@ -1,6 +1,6 @@
 """Idea -> ExperimentPlan: through the configured LLM, or the offline rules when none is configured.
 
-Whoever drafts the plan, it meets the same rules (agent.plan_rules): a registered task, hyperparameters the
+Whoever drafts the plan, it meets the same rules (agent.plan.rules): a registered task, hyperparameters the
 task's script takes, valid ranges, budgets within the configured caps, and the metric and its direction taken
 from the task registry. The loop calls `make_plan` (and, with an LLM, `revise_plan` between rounds); the CLI
 and the report call `render_markdown`.
@@ -19,10 +19,11 @@ from pydantic import create_model
 import templates
 from agent import runs
 from agent.config import Settings
-from agent.plan import llm
+from agent.plan import llm, structured
 from agent.plan.offline import planner as offline_planner
 from agent.plan.rules import PlanError, PlanInvalid, check_idea, check_plan
-from agent.schemas import CodeChangeKind, ExperimentPlan, Finding
+from agent.results import Finding
+from agent.schemas import CodeChangeKind, ExperimentPlan
 from experiments import registry
 from experiments.records import Model
 
@@ -94,13 +95,13 @@ def plan_messages(
     template: str, idea: str, settings: Settings, task: str | None, **context: Any
 ) -> list[BaseMessage]:
     """The prompt a planning `template` renders to: the tasks, the schema, the limits and the change kinds."""
-    return llm.render_messages(
+    return structured.render_messages(
         template,
         idea=idea,
         task=task,
         tasks=[registry.get(name) for name in ([task] if task else registry.names())],
         schema_name=PlanDraft.__name__,
-        schema=llm.schema_json(PlanDraft),
+        schema=structured.schema_json(PlanDraft),
         limits={"max_trials": settings.max_trials, "max_rounds": settings.max_rounds},
         change_kinds=get_args(CodeChangeKind),
         **context,
@@ -130,7 +131,7 @@ def _ask_for_plan(
         return check_plan(plan, settings, task)
 
     try:
-        answer = llm.ask(
+        answer = structured.ask(
             chat,
             messages,
             PlanDraft,

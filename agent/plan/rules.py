@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.config import Settings
-from agent.plan.offline import priors
+from agent.plan.offline.words import ML_TERMS, PARAM_TERMS
 from agent.schemas import ExperimentPlan
 from experiments import registry
 from experiments.records import SearchParam
@@ -60,8 +60,8 @@ def matched(text: str, terms: Iterable[str]) -> list[str]:
 
 
 def _experiment_terms() -> list[str]:
-    words = [*priors.ML_TERMS, *registry.names()]
-    for terms in priors.PARAM_TERMS.values():
+    words = [*ML_TERMS, *registry.names()]
+    for terms in PARAM_TERMS.values():
         words.extend(terms)
     return words
 

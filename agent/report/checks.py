@@ -19,11 +19,12 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from agent.config import Settings
-from agent.schemas import ArmResult
+from agent.results import ArmResult
 from experiments import registry
 from experiments import storage as storages
 from experiments.records import Metric, StudyResult, TrialRecord
-from experiments.runner import SPEC_ATTR, to_record, workspace_sha256
+from experiments.results import to_record
+from experiments.runner import SPEC_ATTR, workspace_sha256
 from experiments.tuning import pareto_front
 
 IDENTICAL_DIGITS = 12

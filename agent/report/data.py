@@ -8,8 +8,6 @@ Optuna storage.
 
 from __future__ import annotations
 
-import json
-import statistics
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,23 +15,37 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from agent import runs
-from agent.analyse.ablation import MAX_VARIANTS, contribution
+from agent.analyse.ablation import MAX_VARIANTS
 from agent.analyse.comparisons import RULE as COMPARISON_RULE
 from agent.analyse.comparisons import compare_arms
-from agent.analyse.verdict import Verdict, better, errors, verdict
+from agent.analyse.verdict import Verdict, errors, verdict
 from agent.config import Settings
+from agent.report.calibration import Calibration, calibration
 from agent.report.checks import (
     ReportError,
     check_compared_at,
     check_direction,
     check_selection,
-    identical_groups,
     storage_url,
     verify_storage,
 )
 from agent.report.compression import CompressionView, compression_view
-from agent.report.curves import ConfusionView, LearningCurve, confusion_view, learning_curve
+from agent.report.curves import ConfusionView, LearningCurve, confusion_view
 from agent.report.pareto import ParetoFront, pareto_fronts
+from agent.report.rows import (
+    AblationView,
+    ArmRow,
+    IdenticalGroup,
+    RoundNote,
+    SeedRow,
+    StrategyRow,
+    TrialRow,
+    ablation_view,
+    arm_rows,
+    identical,
+    seed_rows,
+    strategy_row,
+)
 from agent.report.sources import (
     CodeChanges,
     HyperparameterRow,
@@ -44,78 +56,17 @@ from agent.report.sources import (
     script_name,
     target_path,
 )
-from agent.schemas import (
-    AblationRow,
-    ArmComparison,
-    ArmResult,
-    ExperimentPlan,
-    Finding,
-    NotDone,
-    RunInfo,
-    RunResult,
-)
+from agent.report.studies import Results, curves, finalists, normalise, strategy_label, study_title
+from agent.results import ArmComparison, RunResult
+from agent.schemas import ExperimentPlan, NotDone, RunInfo
 from experiments import registry
 from experiments import storage as storages
 from experiments.program import SAME_SPLIT
 from experiments.records import Comparison, Cost, Metric, Model, SearchParam, StudyResult, TrialRecord
-from experiments.stats import metric_values
 
 RESULTS_FILE = "results.json"
 PLAN_FILE = "plan.json"
 TOP_TRIALS = 5
-
-
-class SeedRow(Model):
-    """One seed of the paired comparison: both runs' held-out and validation values."""
-
-    seed: int
-    baseline: float | None = None
-    candidate: float | None = None
-    baseline_validation: float | None = None
-    candidate_validation: float | None = None
-
-    @property
-    def difference(self) -> float | None:
-        if self.baseline is None or self.candidate is None:
-            return None
-        return self.candidate - self.baseline
-
-
-class StrategyRow(Model):
-    """One search strategy's study: how many trials it ran and when it found its best."""
-
-    label: str
-    sampler: str
-    study: str
-    round: int | None = None
-    data_fraction: float = 1.0
-    trials: int
-    complete: int
-    pruned: int
-    failed: int
-    retried: int
-    best_value: float | None = None
-    best_trial: int | None = None
-    reached_at: int | None = Field(default=None, description="trials run until the best value first appeared")
-    values: list[float | None] = Field(default_factory=list, description="each trial's value, in order")
-    best_so_far: list[float | None] = Field(default_factory=list, description="after each trial, in order")
-    importances: dict[str, float] = Field(default_factory=dict)
-
-
-class TrialRow(Model):
-    strategy: str
-    number: int
-    value: float
-    params: dict[str, Any]
-    duration_s: float | None = None
-
-
-class IdenticalGroup(Model):
-    """Trials with different hyperparameters but the same metrics to many digits: flagged, not a finding."""
-
-    trials: list[str]
-    params: list[dict[str, Any]]
-    metrics: dict[str, float]
 
 
 class Reproducibility(Model):
@@ -146,66 +97,6 @@ class Plot(Model):
     file: str
     title: str
     section: str = Field(default="search", description="the report section that shows it: search or training")
-
-
-class RoundNote(Model):
-    round: int
-    phase: str
-    data_fraction: float
-    findings: list[Finding] = Field(default_factory=list)
-    revision: list[str] = Field(default_factory=list)
-
-
-class ArmRow(Model):
-    """One arm as the report shows it: its definition, its effort, and its selected configuration's runs."""
-
-    name: str
-    role: str
-    label: str
-    definition: str
-    trials: int
-    strategy: str | None = None
-    best_trial: int | None = None
-    best_validation: float | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    test: dict[int, float] = Field(default_factory=dict, description="held-out metric per seed")
-    validation: dict[int, float] = Field(default_factory=dict, description="validation metric per seed")
-    test_mean: float | None = None
-    test_std: float | None = None
-
-
-class AblationView(Model):
-    """One leave-one-out variant: the candidate without one change, and what that change was worth."""
-
-    param: str
-    reference: Any = None
-    candidate: Any = None
-    without_mean: float | None = None
-    without_std: float | None = None
-    contribution: Comparison | None = Field(default=None, description="candidate - variant, held-out")
-
-
-class Calibration(Model):
-    """How often this task's pipeline called an A/A comparison better or worse (bench/calibration.py)."""
-
-    runs: int
-    false_positives: int
-    rate: float
-    ci_low: float
-    ci_high: float
-    measured: str = Field(description="when and where, as the benchmark recorded it")
-
-
-CALIBRATION_FILE = Path(__file__).resolve().parents[2] / "bench" / "results" / "calibration.json"
-
-
-def calibration(task: str, path: Path = CALIBRATION_FILE) -> Calibration | None:
-    """The measured false-positive rate for `task`, when the calibration benchmark has been run here."""
-    try:
-        stored = json.loads(path.read_text())
-        return Calibration(**stored["tasks"][task], measured=stored["measured"])
-    except (OSError, KeyError, TypeError, ValueError, ValidationError):
-        return None
 
 
 class ReportData(Model):
@@ -272,9 +163,6 @@ class ReportData(Model):
     plots: list[Plot] = Field(default_factory=list)
 
 
-Results = StudyResult | RunResult
-
-
 def load_results(folder: Path, info: RunInfo) -> Results | None:
     path = folder / RESULTS_FILE
     if not path.is_file():
@@ -296,117 +184,6 @@ def _plan(folder: Path, results: Results | None) -> ExperimentPlan | None:
         return ExperimentPlan.model_validate_json(path.read_text())
     except (ValidationError, UnicodeDecodeError) as exc:
         raise ReportError(f"{path} is corrupted ({type(exc).__name__})") from None
-
-
-class _Studies(Model):
-    """A study run and a loop run, seen the same way: tuning studies by round, then the evaluations."""
-
-    studies: list[tuple[int | None, float, StudyResult]]
-    best: TrialRecord | None
-    best_strategy: str | None
-    baseline: list[TrialRecord]
-    final: list[TrialRecord]
-    comparison: Comparison | None
-    validation: Comparison | None
-    cost: Cost
-    metric: Metric
-    task: str
-    storage: str
-    stop_reason: str = ""
-
-
-def _normalise(results: Results) -> _Studies:
-    if isinstance(results, StudyResult):
-        return _Studies(
-            studies=[(None, 1.0, results)],
-            best=results.best,
-            best_strategy=results.sampler if results.best else None,
-            baseline=results.baseline,
-            final=results.final,
-            comparison=results.comparison,
-            validation=results.validation,
-            cost=results.cost,
-            metric=results.metric,
-            task=results.task,
-            storage=results.storage,
-        )
-    studies = [(r.round, r.data_fraction, s) for r in results.rounds for s in r.studies]
-    return _Studies(
-        studies=studies,
-        best=results.best,
-        best_strategy=results.best_strategy,
-        baseline=results.baseline,
-        final=results.final,
-        comparison=results.comparison,
-        validation=results.validation,
-        cost=results.cost,
-        metric=results.plan.metric,
-        task=results.plan.task,
-        storage=studies[0][2].storage if studies else "",
-        stop_reason=results.stop_reason,
-    )
-
-
-def _label(round_: int | None, fraction: float, sampler: str, rounds: int) -> str:
-    label = sampler if rounds <= 1 else f"round {round_} {sampler}"
-    return label if fraction >= 1 else f"{label} ({fraction:.0%} data)"
-
-
-def strategy_row(label: str, round_: int | None, fraction: float, study: StudyResult) -> StrategyRow:
-    ordered = sorted(study.trials, key=lambda t: t.number)
-    curve: list[float | None] = []
-    best: TrialRecord | None = None
-    reached = None
-    for position, trial in enumerate(ordered, 1):
-        finished = trial.state == "COMPLETE" and trial.value is not None
-        if finished and (best is None or better(trial.value, best.value, study.metric.direction)):  # type: ignore[arg-type]
-            best, reached = trial, position
-        curve.append(best.value if best else None)
-    counts = study.counts()
-    return StrategyRow(
-        label=label,
-        sampler=study.sampler,
-        study=study.study_name,
-        round=round_,
-        data_fraction=fraction,
-        trials=len(ordered),
-        complete=counts["COMPLETE"],
-        pruned=counts["PRUNED"],
-        failed=counts["FAIL"],
-        retried=sum(t.retry_of is not None for t in ordered),
-        best_value=best.value if best else None,
-        best_trial=best.number if best else None,
-        reached_at=reached,
-        values=[t.value if t.state == "COMPLETE" else None for t in ordered],
-        best_so_far=curve,
-        importances=study.importances,
-    )
-
-
-def _seed_rows(metric: str, baseline: list[TrialRecord], final: list[TrialRecord]) -> list[SeedRow]:
-    rows: dict[int, SeedRow] = {}
-    for role, records in (("baseline", baseline), ("candidate", final)):
-        for r in records:
-            if r.seed is None or r.state != "COMPLETE":
-                continue
-            row = rows.setdefault(r.seed, SeedRow(seed=r.seed))
-            setattr(row, role, r.metrics.get(f"test_{metric}"))
-            setattr(row, f"{role}_validation", r.metrics.get(metric))
-    return [rows[s] for s in sorted(rows)]
-
-
-def _identical(labelled: list[tuple[str, float, TrialRecord]]) -> list[IdenticalGroup]:
-    out = []
-    for fraction in sorted({f for _, f, _ in labelled}):
-        for group in identical_groups((label, t) for label, f, t in labelled if f == fraction):
-            out.append(
-                IdenticalGroup(
-                    trials=[f"{label} #{t.number}" for label, t in group],
-                    params=[t.params for _, t in group],
-                    metrics=group[0][1].metrics,
-                )
-            )
-    return out
 
 
 def _command(info: RunInfo) -> str:
@@ -466,7 +243,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     if results is None:
         return _failed_run(folder, info)
     plan = _plan(folder, results)
-    view = _normalise(results)
+    view = normalise(results)
     tuning = [t for _, _, s in view.studies for t in s.trials]
     check_direction(
         view.task,
@@ -498,7 +275,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         studies = verify_storage(url, info.run_id, folder, [s for _, _, s in view.studies], evaluations)
         verification = f"every trial in results.json was read back from {where} and matches"
     rounds = len({r for r, _, _ in view.studies})
-    strategies = [strategy_row(_label(r, f, s.sampler, rounds), r, f, s) for r, f, s in view.studies]
+    strategies = [strategy_row(strategy_label(r, f, s.sampler, rounds), r, f, s) for r, f, s in view.studies]
     labelled = [
         (row.label, f, t) for row, (_, f, s) in zip(strategies, view.studies, strict=True) for t in s.trials
     ]
@@ -520,7 +297,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         kind=info.kind,
         status=info.status,
         created=info.created,
-        title=plan.title if plan else _study_title(view),
+        title=plan.title if plan else study_title(view),
         idea=plan.idea if plan else info.idea,
         task=view.task,
         task_description=task.description if task else "",
@@ -529,7 +306,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         candidate=view.best,
         candidate_strategy=view.best_strategy,
         candidate_arm=results.best_arm if isinstance(results, RunResult) else None,
-        arms=_arm_rows(plan, arm_results, view.metric),
+        arms=arm_rows(plan, arm_results, view.metric),
         compared_at=results.compared_at if isinstance(results, RunResult) else {},
         # recomputed from the verified runs, never taken from results.json's own sentences
         comparisons=compare_arms(
@@ -538,7 +315,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         if plan
         else [],
         not_done=plan.not_done if plan else [],
-        ablation=[_ablation_view(r, view.final, view.metric) for r in (ablated.rows if ablated else [])],
+        ablation=[ablation_view(r, view.final, view.metric) for r in (ablated.rows if ablated else [])],
         ablation_against=ablated.against if ablated else "",
         ablation_skipped=ablated.skipped if ablated else [],
         seeds_used=results.seeds_used if isinstance(results, RunResult) else len(seeds),
@@ -548,7 +325,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         comparison=view.comparison,
         validation=view.validation,
         same_split=any(r.metrics.get(SAME_SPLIT) for r in [*view.baseline, *view.final]),
-        seeds=_seed_rows(view.metric.name, view.baseline, view.final),
+        seeds=seed_rows(view.metric.name, view.baseline, view.final),
         baseline_errors=errors(view.baseline),
         final_errors=errors(view.final),
         strategies=strategies,
@@ -557,7 +334,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
             TrialRow(strategy=label, number=t.number, value=t.value, params=t.params, duration_s=t.duration_s)  # type: ignore[arg-type]
             for label, t in done[:TOP_TRIALS]
         ],
-        identical=_identical(labelled),
+        identical=identical(labelled),
         rounds=[
             RoundNote(
                 round=r.round,
@@ -602,12 +379,12 @@ def collect(folder: Path, settings: Settings) -> ReportData:
             view.comparison,
             code.approvable,
         ),
-        curves=_curves(view, arm_results),
+        curves=curves(view, arm_results),
         pareto=pareto_fronts(
             [(row.label, s) for row, (_, _, s) in zip(strategies, view.studies, strict=True)]
         ),
         compression=compression_view(
-            plan.compression if plan else None, view.metric.name, _finalists(view, arm_results)
+            plan.compression if plan else None, view.metric.name, finalists(view, arm_results)
         ),
         confusion=confusion_view(
             f"arm {results.best_arm}"
@@ -615,63 +392,4 @@ def collect(folder: Path, settings: Settings) -> ReportData:
             else "the candidate",
             view.final,
         ),
-    )
-
-
-def _finalists(view: _Studies, arms: list[ArmResult]) -> list[tuple[str, list[TrialRecord]]]:
-    """The runs the comparison rests on: the defaults, then each arm (or, without arms, the candidate)."""
-    groups = [("untuned defaults", view.baseline)]
-    return groups + ([(a.label or a.name, a.final) for a in arms] or [("tuned candidate", view.final)])
-
-
-def _curves(view: _Studies, arms: list[ArmResult]) -> list[LearningCurve]:
-    """The defaults' learning curve, then each arm's (or, without arms, the tuned candidate's)."""
-    curves = [
-        learning_curve(label, "reference" if i == 0 else "candidate", runs, view.metric.name)
-        for i, (label, runs) in enumerate(_finalists(view, arms))
-    ]
-    return [c for c in curves if c is not None]
-
-
-def _study_title(view: _Studies) -> str:
-    samplers = ", ".join(sorted({s.sampler for _, _, s in view.studies})) or "no"
-    trials = sum(len(s.trials) for _, _, s in view.studies)
-    return f"{view.task}, {samplers} search over {trials} trials"
-
-
-def _arm_rows(plan: ExperimentPlan | None, results: list[ArmResult], metric: Metric) -> list[ArmRow]:
-    arms = {a.name: a for a in plan.arms} if plan else {}
-    rows = []
-    for r in results:
-        test = metric_values(r.final, f"test_{metric.name}")
-        values = list(test.values())
-        rows.append(
-            ArmRow(
-                name=r.name,
-                role=r.role,
-                label=r.label or r.name,
-                definition=arms[r.name].describe() if r.name in arms else "",
-                trials=r.trials,
-                strategy=r.strategy,
-                best_trial=r.best.number if r.best else None,
-                best_validation=r.best.value if r.best else None,
-                params=r.best.params if r.best else {},
-                test=test,
-                validation=metric_values(r.final, metric.name),
-                test_mean=statistics.fmean(values) if values else None,
-                test_std=statistics.stdev(values) if len(values) > 1 else None,
-            )
-        )
-    return rows
-
-
-def _ablation_view(row: AblationRow, final: list[TrialRecord], metric: Metric) -> AblationView:
-    values = list(metric_values(row.runs, f"test_{metric.name}").values())
-    return AblationView(
-        param=row.param,
-        reference=row.reference,
-        candidate=row.candidate,
-        without_mean=statistics.fmean(values) if values else None,
-        without_std=statistics.stdev(values) if len(values) > 1 else None,
-        contribution=contribution(final, row, metric),
     )

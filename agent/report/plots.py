@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from agent.report.curves import ConfusionView  # noqa: E402
 from agent.report.data import Plot, ReportData  # noqa: E402
 from agent.report.pareto import ParetoFront  # noqa: E402
-from agent.schemas import Metric  # noqa: E402
+from experiments.records import Metric  # noqa: E402
 
 BEST_SO_FAR = "best_so_far.png"
 IMPORTANCES = "importances.png"

@@ -1,8 +1,8 @@
 """Reports: a run folder's data computed and checked (report_data, report_checks), then drawn (report_plots) and
 rendered from templates/report.md.j2 as report.md, report.html and report.json.
 
-`render(folder)` is what `research-loop study`, the loop and `research-loop report` call; `overview` is what
-`research-loop list` shows. Both only read the run folders, except for the files they write inside them.
+`render(folder)` is what `research-loop study`, the loop and `research-loop report` call; it only reads the run
+folder, except for the files it writes inside it.
 """
 
 from __future__ import annotations
@@ -22,17 +22,13 @@ from agent.analyse.verdict import fmt, fmt_p, signed
 from agent.config import Settings
 from agent.plan import planner
 from agent.report.checks import ReportError
-from agent.report.data import ReportData, collect, load_results
+from agent.report.data import ReportData, collect
 from agent.report.plots import draw
-from agent.review import review
-from agent.schemas import Decision, Report, RunInfo, RunResult
-from experiments.records import Comparison, Model
+from agent.schemas import Report
 
 __all__ = [
     "ReportError",
-    "RunRow",
     "load_data",
-    "overview",
     "render",
     "to_html",
     "to_html_body",
@@ -109,77 +105,9 @@ def render(folder: Path, settings: Settings | None = None) -> Report:
     )
 
 
-class RunRow(Model):
-    """One line of `research-loop list`."""
-
-    run_id: str
-    idea: str
-    status: str
-    metric: str
-    gain: str
-    conclusion: str
-    decision: str
-
-
-def _comparison(folder: Path, info: RunInfo) -> tuple[str, Comparison | None]:
-    try:
-        results = load_results(folder, info)
-    except ReportError:
-        return "unreadable results", None
-    if results is None:
-        return "", None
-    metric = results.plan.metric if isinstance(results, RunResult) else results.metric
-    return f"{metric.name} ({metric.direction})", results.comparison
-
-
 def load_data(path: Path) -> ReportData:
     """A rendered report's data (report.json), as the templates saw it."""
     try:
         return ReportData.model_validate_json(path.read_text())
     except (ValidationError, OSError, UnicodeDecodeError) as exc:
         raise ReportError(f"{path} cannot be read ({type(exc).__name__}); re-render it") from None
-
-
-def _conclusion(folder: Path) -> str:
-    if not (folder / DATA).is_file():
-        return "not reported"
-    try:
-        return load_data(folder / DATA).verdict.outcome
-    except ReportError:
-        return "unreadable report"
-
-
-def _decision(decision: Decision | None, status: str) -> str:
-    if decision is None:
-        return status if status in ("approved", "rejected") else "pending"
-    reason = f": {decision.reason}" if decision.reason else ""
-    return f"{decision.action.removesuffix('e')}ed {decision.at:%Y-%m-%d}{reason}"
-
-
-def overview(reports_dir: Path) -> list[RunRow]:
-    """Every run under reports_dir, oldest first; raises review.Refused if the decisions ledger is corrupt."""
-    ledger = {d.run_id: d for d in review.decisions(reports_dir / review.LEDGER)}
-    rows = []
-    for folder in runs.all_folders(reports_dir):
-        try:
-            info = runs.load(folder)
-        except runs.CorruptRun:
-            rows.append(RunRow(run_id=folder.name, idea="", status="corrupt run.json", metric="", gain="",
-                               conclusion="", decision=""))  # fmt: skip
-            continue
-        metric, c = _comparison(folder, info)
-        gain = ""
-        if c is not None:
-            gain = f"{signed(c.difference)} (p={fmt_p(c.p_value)}, {c.n_seeds} seeds)"
-        rows.append(
-            RunRow(
-                run_id=info.run_id,
-                idea=info.idea or f"{info.kind} of {info.task or 'a script'}",
-                status=info.status,
-                metric=metric,
-                gain=gain,
-                conclusion=_conclusion(folder),
-                decision=_decision(ledger.get(info.run_id), info.status),
-            )
-        )
-    return rows

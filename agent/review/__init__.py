@@ -1,10 +1,11 @@
 """The review stage: a person reads the report and decides; only approve touches their code.
 
 - `review`: approve (git apply and commit) and reject, with the decisions ledger
+- `history`: the runs list of `research-loop list`, with each run's decision
 - `web`: the local review server
 - `pages`: its pages
 - `mlflow`: export of a run to MLflow's file store
 - `dashboards`: links to Optuna Dashboard and TensorBoard
 """
 
-__all__ = ["dashboards", "mlflow", "pages", "review", "web"]
+__all__ = ["dashboards", "history", "mlflow", "pages", "review", "web"]

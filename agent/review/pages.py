@@ -22,7 +22,7 @@ from agent.report import render as reporting
 from agent.report.data import ReportData
 from agent.review import review
 from agent.schemas import CheckResult, Decision, RunInfo, utcnow
-from experiments import runner
+from experiments import results
 from experiments import storage as storages
 from experiments.records import Model
 
@@ -117,7 +117,7 @@ def progress(folder: Path, settings: Settings) -> RunProgress:
         for name in names:
             study = optuna.load_study(study_name=name, storage=storage)
             trials = study.get_trials(deepcopy=False)
-            p = runner.progress(study, len(trials), time.monotonic(), trials)
+            p = results.progress(study, len(trials), time.monotonic(), trials)
             out.studies.append(
                 StudyProgress(label=name.removeprefix(f"{info.run_id}-"), **p.model_dump(include=_COUNTS))
             )

@@ -38,9 +38,8 @@ import templates
 from agent import runs
 from agent.analyse.verdict import fmt, fmt_p, signed
 from agent.config import Settings
-from agent.report import render as reporting
-from agent.review.review import dashboards, review
-from agent.review.review import pages as web_pages
+from agent.review import dashboards, history, review
+from agent.review import pages as web_pages
 from agent.schemas import Decision
 from experiments import storage as storages
 from experiments.records import Model
@@ -186,7 +185,7 @@ class Site:
 
     def index(self, request: Request) -> Response:
         try:
-            rows, problem = reporting.overview(self.reports_dir), ""
+            rows, problem = history.overview(self.reports_dir), ""
         except review.Refused as exc:
             rows, problem = [], str(exc)
         return self._page(request, "serve/index.html.j2", {"rows": rows, "problem": problem})

@@ -4,6 +4,7 @@
 - `model`: architecture edits (width, depth, dropout layers)
 - `training`: training-loop edits (weight decay, early stopping, label smoothing, limits)
 - `activation`: activation-function swaps
+- `sites`: the places several edits attach to (layer lists and attributes, the optimizer, the epoch loop)
 """
 
-__all__ = ["activation", "base", "model", "training"]
+__all__ = ["activation", "base", "model", "sites", "training"]

@@ -19,7 +19,7 @@ import ast
 from typing import Any
 
 from agent.code.edits.base import add_to_block, by_scope, new_name, thread
-from agent.code.edits.model import containers, nn_module
+from agent.code.edits.sites import containers, nn_module
 from agent.code.source import EditError, Source, Splice, literal
 
 CHOICES = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU"}

@@ -22,7 +22,7 @@ import ast
 from typing import Any
 
 from agent.code.edits.base import add_keyword, add_to_block, by_scope, new_name, thread
-from agent.code.edits.model import epoch_loop, optimizer_call
+from agent.code.edits.sites import epoch_loop, optimizer_call
 from agent.code.source import EditError, Source, Splice
 from experiments.records import Direction
 from experiments.script_facts import OWN_WEIGHT_DECAY, callee

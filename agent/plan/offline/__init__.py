@@ -3,7 +3,8 @@
 - `planner`: the idea's words to a plan
 - `arms`: the arms an idea asks for ("with/without", "A versus B")
 - `compression`: the evaluation transform an idea asks for (int8, pruning)
-- `priors`: written-down ranges per model family and the vocabulary the rules know
+- `priors`: written-down ranges per model family, the techniques and data sets an idea can compare
+- `words`: the vocabulary the rules read an idea with
 """
 
-__all__ = ["arms", "compression", "planner", "priors"]
+__all__ = ["arms", "compression", "planner", "priors", "words"]

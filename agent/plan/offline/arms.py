@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.plan.offline import priors
+from agent.plan.offline import priors, words
 from agent.plan.offline.priors import Technique
 from agent.plan.rules import matched, position
 from agent.schemas import Arm, CodeChangeIntent, NotDone, Setting
@@ -23,10 +23,10 @@ from experiments.script_facts import OWN_WEIGHT_DECAY
 
 _CAP = re.compile(
     r"\b([1-9][0-9]{0,6}) (?:(?:training|train|labelled|labeled|labelled training|labeled training) )?"
-    rf"(?:{'|'.join(sorted(map(re.escape, priors.TRAIN_CAP_NOUNS), key=len, reverse=True))})\b"
+    rf"(?:{'|'.join(sorted(map(re.escape, words.TRAIN_CAP_NOUNS), key=len, reverse=True))})\b"
 )
 _OPTIMIZER_CALL = re.compile(r"\boptim\.(AdamW|Adam|SGD)\(")
-# the value a hyperparameter that a code change adds takes by default (agent/model_edits.py)
+# the value a hyperparameter that a code change adds takes by default (agent/code/edits/model.py)
 _ADDED_DEFAULTS: dict[str, Setting] = {
     "lr_schedule": "constant",
     "label_smoothing": 0.0,
@@ -67,13 +67,13 @@ def read(text: str, spec: Task) -> Reading:
     reading = Reading()
     _conditions(text, spec, reading)
     named = _techniques(text, spec, reading)
-    if named and matched(text, priors.COMPARISON_TERMS):
+    if named and matched(text, words.COMPARISON_TERMS):
         _arms(named, reading)
         changes = {
             (n.change.kind, n.change.target): n.change for n in named if n.change and _used(n, reading)
         }
         reading.changes += list(changes.values())
-    for terms, reason, remedy in priors.UNSUPPORTED:
+    for terms, reason, remedy in words.UNSUPPORTED:
         if hit := matched(text, terms):
             reading.not_done.append(NotDone(condition=hit[0], reason=reason, remedy=remedy))
     return reading
@@ -319,7 +319,7 @@ def _conditions(text: str, spec: Task, reading: Reading) -> None:
                     "again",
                 )
             )
-    for key, terms in priors.METRIC_TERMS.items():
+    for key, terms in words.METRIC_TERMS.items():
         hit = matched(text, terms)
         if hit and key not in (spec.metric.name, "loss"):
             reading.not_done.append(

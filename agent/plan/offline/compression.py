@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from agent.plan.offline import priors
+from agent.plan.offline import words
 from agent.plan.rules import matched
 from agent.schemas import NotDone
 from experiments.records import Compression
@@ -45,7 +45,7 @@ def read(text: str, spec: Task, notes: list[str], not_done: list[NotDone]) -> Co
         f"before its final evaluation: the study tunes the compressed model's {spec.metric.name}; the "
         f"uncompressed {spec.metric.name}, size in bytes and CPU latency per batch are recorded beside it"
     )
-    if not matched(text, priors.TRADE_OFF_TERMS):
+    if not matched(text, words.TRADE_OFF_TERMS):
         return compression
     notes.append(
         f"the idea asks for a trade-off, so each tuning study is multi-objective: the compressed model's "
@@ -57,12 +57,12 @@ def read(text: str, spec: Task, notes: list[str], not_done: list[NotDone]) -> Co
 
 
 def _named(text: str) -> Compression | None:
-    if matched(text, priors.QUANTIZATION_TERMS):
+    if matched(text, words.QUANTIZATION_TERMS):
         return Compression(kind="int8_dynamic")
-    weights = matched(text, priors.WEIGHT_PRUNING_TERMS)
-    if weights or (matched(text, priors.PRUNING_TERMS) and matched(text, priors.COMPRESSION_TERMS)):
+    weights = matched(text, words.WEIGHT_PRUNING_TERMS)
+    if weights or (matched(text, words.PRUNING_TERMS) and matched(text, words.COMPRESSION_TERMS)):
         found = _SPARSITY.search(text)
         sparsity = int(found.group(1) or found.group(2)) / 100 if found else None
-        finetune = 1 if matched(text, priors.FINETUNE_TERMS) else 0
+        finetune = 1 if matched(text, words.FINETUNE_TERMS) else 0
         return Compression(kind="magnitude_pruning", sparsity=sparsity, finetune_epochs=finetune)
     return None

@@ -13,7 +13,7 @@ import re
 from agent.config import Settings
 from agent.plan.offline import arms as offline_arms
 from agent.plan.offline import compression as offline_compression
-from agent.plan.offline import priors
+from agent.plan.offline import priors, words
 from agent.plan.rules import kind_error, matched, normalize
 from agent.schemas import Budget, CodeChangeIntent, ExperimentPlan, Phase, PrunerName, SamplerName
 from experiments import registry
@@ -34,7 +34,7 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     text = normalize(idea)
     notes: list[str] = []
     chosen = _choose_task(text, task, notes)
-    low_resource = bool(matched(text, priors.LOW_RESOURCE_TERMS))
+    low_resource = bool(matched(text, words.LOW_RESOURCE_TERMS))
     reading = offline_arms.read(text, chosen)
     compression = offline_compression.read(text, chosen, notes, reading.not_done)
     multi = compression is not None and compression.objective == "multi"
@@ -81,7 +81,7 @@ def _choose_task(text: str, requested: str | None, notes: list[str]) -> Task:
         spec = registry.get(name)
         family = priors.FAMILY_ALIASES.get(spec.family, spec.family)
         direct = matched(text, (name, *spec.keywords))
-        hints = matched(text, priors.FAMILY_TERMS.get(family, ()))
+        hints = matched(text, words.FAMILY_TERMS.get(family, ()))
         score = 2 * len(direct) + len(hints)
         if score and (best is None or score > best[0]):
             best = (score, name, sorted({*direct, *hints}))
@@ -135,11 +135,11 @@ def _search_space(
             by_canonical.setdefault(priors.ALIASES.get(name, name), []).append(name)
     named = [
         c
-        for c, terms in priors.PARAM_TERMS.items()
+        for c, terms in words.PARAM_TERMS.items()
         if matched(text, terms) and c not in taken and not (reading.arms and c in priors.ADDABLE)
     ]
     multi = compression is not None and compression.objective == "multi"
-    if multi or (matched(text, priors.COMPRESSION_TERMS) and compression is None):
+    if multi or (matched(text, words.COMPRESSION_TERMS) and compression is None):
         sizes = [c for c in priors.CAPACITY if c in by_canonical and c not in named]
         named += sizes
         if not multi:
@@ -217,7 +217,7 @@ def _samplers(text: str, notes: list[str], reference: bool = True, multi: bool =
     plan compares arms (then the question is the arms, and every arm is tuned by the same strategy). CMA-ES
     searches one objective only, so a multi-objective plan leaves it out."""
     named: list[SamplerName] = []
-    for terms, samplers in priors.SAMPLER_TERMS:
+    for terms, samplers in words.SAMPLER_TERMS:
         if matched(text, terms):
             named += [s for s in samplers if s not in named]
     if multi and "cmaes" in named:
@@ -232,7 +232,7 @@ def _samplers(text: str, notes: list[str], reference: bool = True, multi: bool =
 
 
 def _pruner(text: str, low_resource: bool) -> PrunerName:
-    for terms, pruner in priors.PRUNER_TERMS:
+    for terms, pruner in words.PRUNER_TERMS:
         if matched(text, terms):
             return pruner
     return "median" if low_resource else priors.DEFAULT_PRUNER
@@ -363,7 +363,7 @@ def _hypothesis(
             "(tested per treatment, Holm-corrected)."
         )
     named = [
-        p.name for p in space if matched(text, priors.PARAM_TERMS.get(priors.ALIASES.get(p.name, p.name), ()))
+        p.name for p in space if matched(text, words.PARAM_TERMS.get(priors.ALIASES.get(p.name, p.name), ()))
     ]
     subject = f"Tuning {', '.join(named)}" if named else "A tuned configuration"
     claim = (

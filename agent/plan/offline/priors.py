@@ -1,11 +1,11 @@
-"""The written-down knowledge the offline planner plans with: search-space priors per model family, and the
-words it reads an idea with.
+"""The written-down knowledge the offline planner plans with: search-space priors per model family, the
+techniques and data sets an idea can compare, and the budget rules of thumb.
 
 Kept as data in one place so a reviewer can check every range against practice, and so the planner's code
 holds rules, not numbers. Ranges follow common practice in the literature and library defaults:
 transformer fine-tuning from the BERT paper's recommended grid (Devlin et al. 2019, appendix A.3), CNN and
 MLP ranges from the usual Adam/AdamW working ranges for small networks, LSTM ranges from text-classification
-practice (hidden 64-256, gradient clipping 0.5-5).
+practice (hidden 64-256, gradient clipping 0.5-5). The words an idea is read with are in words.py.
 """
 
 from __future__ import annotations
@@ -158,28 +158,6 @@ IMPORTANCE: tuple[str, ...] = (
 # Hyperparameters that size the model: what an idea about compression or capacity is about.
 CAPACITY: tuple[str, ...] = ("channels", "hidden_size", "layers", "embedding_dim")
 
-# Phrases that name a hyperparameter (canonical names). Matched as whole words, plurals included.
-PARAM_TERMS: dict[str, tuple[str, ...]] = {
-    "learning_rate": ("learning rate", "lr", "step size"),
-    "weight_decay": ("weight decay", "l2 penalty", "l2 regularization"),
-    "dropout": ("dropout",),
-    "epochs": ("epoch", "training length", "training time"),
-    "batch_size": ("batch size",),
-    "optimizer": ("optimizer", "adam", "adamw", "sgd", "momentum"),
-    "lr_schedule": ("schedule", "scheduler", "cosine", "warmup", "annealing"),
-    "hidden_size": ("hidden size", "hidden units", "width"),
-    "layers": ("depth", "number of layers"),
-    "channels": ("channel", "filter"),
-    "embedding_dim": ("embedding size", "embedding dimension"),
-    "clip": ("gradient clipping", "clipping"),
-    "label_smoothing": ("label smoothing",),
-    "activation": ("activation", "activation function", "gelu", "silu", "swish"),
-    "patience": ("early stopping", "patience"),
-    "n_estimators": ("number of trees", "more trees", "trees", "estimators", "ensemble size"),
-    "max_depth": ("max depth", "maximum depth", "tree depth", "deeper trees"),
-    "C": ("regularization strength", "svm c", "inverse regularization"),
-}
-
 # Hyperparameters a code change can add to a script that lacks them, and the change that adds each.
 ADDABLE: dict[str, CodeChangeKind] = {
     "dropout": "add_dropout",
@@ -191,158 +169,11 @@ ADDABLE: dict[str, CodeChangeKind] = {
     "patience": "early_stopping",
 }
 
-# Words that point at a model family when the idea names no registered task.
-FAMILY_TERMS: dict[str, tuple[str, ...]] = {
-    "cnn": ("image", "vision", "picture", "photo", "pixel", "convolution", "convolutional", "cnn", "resnet"),
-    "transformer": ("text", "language", "nlp", "bert", "transformer", "token", "fine tuning", "finetuning"),
-    "mlp": ("tabular", "table", "mlp", "perceptron", "feature", "dense"),
-    "lstm": ("sequence", "lstm", "recurrent", "rnn", "gru", "sentiment"),
-}
-
-# Search strategies an idea can name, in the order they are listed in a plan. Random search is added as the
-# reference every other sampler is compared against.
-SAMPLER_TERMS: tuple[tuple[tuple[str, ...], tuple[SamplerName, ...]], ...] = (
-    (("bayesian", "bayes", "surrogate", "model based", "sequential model based", "smbo"), ("tpe", "gp")),
-    (("tpe", "tree structured parzen", "parzen", "hyperopt"), ("tpe",)),
-    (("gp", "gaussian process", "kriging"), ("gp",)),
-    (("grid", "exhaustive"), ("grid",)),
-    (("cma", "cmaes", "cma es", "evolution strategy", "evolutionary"), ("cmaes",)),
-    (("qmc", "quasi random", "sobol", "low discrepancy"), ("qmc",)),
-    (("random search", "random sampling", "random sampler"), ("random",)),
-)
-DEFAULT_SAMPLERS: tuple[SamplerName, ...] = ("default",)  # measured in bench/results/efficiency.md
+# The sampler and pruner a plan uses when the idea names none (the sampler measured in
+# bench/results/efficiency.md). Random search is added as the reference every other sampler is compared against.
+DEFAULT_SAMPLERS: tuple[SamplerName, ...] = ("default",)
 REFERENCE_SAMPLER: SamplerName = "random"
-
-# Pruners an idea can name; first match wins.
-# Early stopping is a code change (training stops itself), asked for instead of pruning slow learners.
-PRUNER_TERMS: tuple[tuple[tuple[str, ...], PrunerName], ...] = (
-    (
-        (
-            "no pruning",
-            "without pruning",
-            "instead of pruning",
-            "rather than pruning",
-            "no early stopping",
-            "without early stopping",
-            "early stopping",
-        ),
-        "none",
-    ),
-    (("hyperband", "successive halving", "asha"), "hyperband"),
-    (("pruning", "prune", "pruner", "median stopping"), "median"),
-)
 DEFAULT_PRUNER: PrunerName = "median"
-
-# Words that ask for a frugal plan: fewer trials, fewer dimensions, a cheap exploration phase.
-LOW_RESOURCE_TERMS: tuple[str, ...] = (
-    "low resource",
-    "resource constrained",
-    "efficient",
-    "cheap",
-    "frugal",
-    "limited compute",
-    "limited budget",
-    "small budget",
-    "few trials",
-    "fast",
-    "quick",
-    "laptop",
-    "cpu only",
-)
-COMPRESSION_TERMS: tuple[str, ...] = (
-    "compression",
-    "compress",
-    "compressed",
-    "smaller model",
-    "model size",
-    "capacity",
-)
-# Words that ask for the compressed model to be judged (an evaluation transform, agent/offline_compression.py):
-# quantization always; pruning only as magnitude / weight pruning, sparsity, or pruning with a compression word
-# (plain "pruning" in a tuning idea means stopping weak trials).
-QUANTIZATION_TERMS: tuple[str, ...] = ("quantization", "quantisation", "quantized", "quantised", "int8")
-WEIGHT_PRUNING_TERMS: tuple[str, ...] = (
-    "sparsity",
-    "sparse",
-    "magnitude pruning",
-    "weight pruning",
-    "pruned weights",
-    "prune weights",
-    "prune the weights",
-)
-PRUNING_TERMS: tuple[str, ...] = ("pruning", "pruned", "prune")
-# Words that, beside magnitude pruning, ask for a fine-tuning epoch after it (Compression.finetune_epochs).
-FINETUNE_TERMS: tuple[str, ...] = (
-    "fine tune",
-    "fine tuning",
-    "finetune",
-    "finetuning",
-    "retrain",
-    "retraining",
-)
-# Words that, beside a compression transform, ask for the metric against the compressed model's size: a
-# multi-objective study and its Pareto front (Compression.objective = "multi").
-TRADE_OFF_TERMS: tuple[str, ...] = (
-    "pareto",
-    "trade off",
-    "tradeoff",
-    "accuracy vs size",
-    "accuracy versus size",
-    "accuracy against size",
-    "size vs accuracy",
-    "size versus accuracy",
-    "smallest model",
-    "smallest network",
-)
-
-# An idea must use at least one of these (or a registered task's words) to be read as an ML experiment.
-ML_TERMS: tuple[str, ...] = (
-    "hyperparameter",
-    "hyper parameter",
-    "tune",
-    "tuning",
-    "optimization",
-    "optimisation",
-    "optimize",
-    "optimise",
-    "train",
-    "training",
-    "model",
-    "neural",
-    "network",
-    "machine learning",
-    "deep learning",
-    "classifier",
-    "classification",
-    "regression",
-    "accuracy",
-    "loss",
-    "dataset",
-    "data set",
-    "benchmark",
-    "baseline",
-    "overfitting",
-    "generalization",
-    "generalisation",
-    "regularization",
-    "regularisation",
-    "search space",
-    "sampler",
-    "fine tune",
-    "bayesian",
-    "surrogate",
-    "optuna",
-    "cnn",
-    "convolutional",
-    "mlp",
-    "perceptron",
-    "lstm",
-    "rnn",
-    "gru",
-    "bert",
-    "transformer",
-    "resnet",
-)
 
 # Budget rules of thumb: trials per sampler, dimensions searched, and the exploration phase's share.
 DEFAULT_TRIALS = 30
@@ -424,30 +255,6 @@ TECHNIQUES: tuple[Technique, ...] = (
     Technique("early stopping", ("early stopping",), "patience", off=0, on=_int("patience", 1, 5)),
 )
 
-# Words that make an idea a question about its techniques rather than a request to tune them.
-COMPARISON_TERMS: tuple[str, ...] = (
-    "versus",
-    "vs",
-    "or",
-    "compare",
-    "compared",
-    "comparing",
-    "comparison",
-    "help",
-    "helps",
-    "without",
-    "better",
-    "worse",
-    "improve",
-    "hurt",
-    "effect",
-    "benefit",
-    "matter",
-    "against",
-    "ablation",
-    "ablate",
-)
-
 
 class DataSet(NamedTuple):
     """A data set an idea can name: the block value that selects it, per task, and whether it ships offline."""
@@ -485,70 +292,5 @@ DATASETS: tuple[DataSet, ...] = (
     DataSet("Fashion-MNIST", ("fashion mnist", "fashionmnist"), {}, False),
 )
 
-# The hyperparameter that caps the training split, and the words that name such a cap ("300 training images").
+# The hyperparameter that caps the training split.
 TRAIN_CAP_PARAM = "max_train_examples"
-TRAIN_CAP_NOUNS: tuple[str, ...] = (
-    "image",
-    "images",
-    "example",
-    "examples",
-    "sample",
-    "samples",
-    "sentence",
-    "sentences",
-    "review",
-    "reviews",
-    "row",
-    "rows",
-    "label",
-    "labels",
-    "labelled examples",
-    "labeled examples",
-    "point",
-    "points",
-    "digit",
-    "digits",
-    "instance",
-    "instances",
-)
-
-# Metrics an idea can name, and the key each task's scripts record it under (if any).
-METRIC_TERMS: dict[str, tuple[str, ...]] = {
-    "accuracy": ("accuracy", "error rate"),
-    "f1_macro": ("f1", "f1 score", "macro f1", "f measure"),
-    "loss": ("loss", "cross entropy", "log loss", "nll"),
-    "top5_accuracy": ("top 5", "top5"),
-    "auc": ("auc", "roc auc", "auroc"),
-    "calibration": ("calibration", "ece", "expected calibration error"),
-    "latency": ("latency", "inference time", "throughput"),
-}
-
-# Conditions no task can honour yet: the words, and why (what would make it possible).
-UNSUPPORTED: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (
-        ("robustness", "robust"),
-        "robustness is judged here only as held-out accuracy on clean data, over seeds; no corrupted, "
-        "shifted or adversarial test set is built in",
-        "add a held-out split with the corruption you care about to the script and report its metric",
-    ),
-    (
-        ("batch norm", "batchnorm", "batch normalization", "batch normalisation", "layer norm"),
-        "no code change adds a normalisation layer yet",
-        "add the layer to the script with a hyperparameter that switches it, then compare arms on it",
-    ),
-    (
-        ("leaky relu", "tanh", "mish", "elu"),
-        "change_activation offers ReLU, GELU and SiLU only",
-        "expose the activation as a hyperparameter in the script's block",
-    ),
-    (
-        ("mixup", "cutmix", "cutout"),
-        "no code change adds mixing augmentations yet",
-        "add the augmentation to the script behind a hyperparameter",
-    ),
-    (
-        ("knowledge distillation", "distillation", "distil"),
-        "distillation needs a teacher model, which no task provides",
-        "train a teacher in the script and expose the distillation weight as a hyperparameter",
-    ),
-)

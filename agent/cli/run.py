@@ -1,0 +1,370 @@
+"""The commands that make and drive runs (tasks, plan, run, resume, report): the task and storage checks,
+which `study` shares, and the live view of a run in progress."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.table import Table
+
+from agent import config, runs
+from agent.cli.review import find_run
+from agent.cli.tables import console, fail, print_conclusion, print_json, print_report, print_table
+from agent.loop import drive as loop
+from agent.loop.drive import LoopEvent
+from agent.plan import planner
+from agent.plan.llm import errors_of
+from agent.report import render as reporting
+from agent.schemas import RunInfo
+from experiments import registry
+from experiments import storage as storages
+from experiments.program import discovered, is_program, parse_command
+from experiments.script import ScriptContractError
+from experiments.training import describe_device
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def tasks(
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print a JSON list instead of the table: per task its name, description, data, model, "
+            "metric {name, direction} and default hyperparameters",
+        ),
+    ] = False,
+) -> None:
+    """List the registered tasks: data, metric and its direction, default hyperparameters.
+
+    In a terminal a table; piped or redirected, tab-separated lines (a header, then one task per line), so
+    `research-loop tasks | cut -f1` lists the names. --json gives every field for scripts.
+    """
+    every = [registry.get(name) for name in registry.names()]
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": t.name,
+                    "description": t.description,
+                    "data": t.data,
+                    "model": t.model,
+                    "metric": {"name": t.metric.name, "direction": t.metric.direction},
+                    "defaults": t.defaults,
+                }
+                for t in every
+            ]
+        )
+        return
+    rows = [
+        (
+            t.name,
+            t.data,
+            f"{t.metric.name} ({t.metric.direction})",
+            ", ".join(f"{k}={v}" for k, v in t.defaults.items()),
+        )
+        for t in every
+    ]
+    print_table("research-loop tasks", ("task", "data", "metric", "defaults"), rows)
+
+
+def plan(
+    idea: Annotated[str, typer.Argument(help="the research idea, in quotes")],
+    llm: Annotated[
+        str | None,
+        typer.Option(help="offline | openai:<model> | openai-compatible:<model>; default: settings"),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="plan for this registered task, not the one the idea points at")
+    ] = None,
+) -> None:
+    """Turn a research idea into an experiment plan: plan.json and plan.md in a new run folder.
+
+    Offline by default: deterministic rules over the task registry, no network. With --llm the plan comes
+    from a chat model, and every answer is checked against the registry and repaired or refused.
+    """
+    try:
+        settings = config.load(llm=llm)
+    except ValueError as exc:
+        fail(f"settings: {'; '.join(errors_of(exc))}")
+    try:
+        the_plan = planner.make_plan(idea, settings, task=task)
+    except planner.PlanError as exc:
+        fail(str(exc))
+    info = RunInfo(
+        run_id=runs.new_run_id(f"plan {the_plan.title}"),
+        command=["research-loop", *sys.argv[1:]],
+        kind="plan",
+        task=the_plan.task,
+        idea=the_plan.idea,
+    )
+    folder: Path | None = None
+    try:
+        folder = runs.create(settings.reports_dir, info)
+        planner.write_plan(folder, the_plan)
+        info.status, info.stage = "finished", "plan"
+        runs.save(folder, info)
+    except OSError as exc:
+        if folder is not None:
+            runs.discard(folder)
+        fail(f"could not write the plan under {settings.reports_dir}: {exc}")
+    console.print(Markdown(planner.render_markdown(the_plan)))
+    console.print(f"plan: [bold]{folder / 'plan.md'}[/] (and plan.json)", highlight=False)
+
+
+def resolve_task(
+    name: str, script: Path | None, args: tuple[str, ...] = (), metric: str | None = None
+) -> registry.Task:
+    """A registered task, or the user's own script (with its own arguments, judged by `metric` when given);
+    refuses with the list of tasks, the contract broken, or the metric whose direction is unknown."""
+    if script is not None:
+        if not script.is_file():
+            fail(f"--script {script}: no such file")
+        try:
+            return registry.from_script(script, registry.metric_named(metric) if metric else None, args)
+        except UnicodeDecodeError:
+            fail(f"--script {script}: not a UTF-8 text file")
+        except (ScriptContractError, OSError, ValueError) as exc:
+            fail(str(exc))
+    try:
+        return registry.get(name)
+    except registry.UnknownTask as exc:
+        fail(str(exc))
+
+
+def show_found(task: registry.Task) -> None:
+    """A plain script's hyperparameters as discovery found them, with where each lives, the metric it is judged
+    by and how it takes a seed: what the plan can search, shown before anything runs."""
+    source = task.script.read_text()
+    if not is_program(source):
+        return
+    found = discovered(source, str(task.script))
+    rows = [(h.name, repr(h.default), h.where) for h in found.hyperparameters]
+    print_table(f"{task.script.name}: hyperparameters found", ("name", "default", "where"), rows)
+    seed = f"{found.seed_flag} and " if found.seed_flag else ""
+    seed += (
+        f"{found.seed_sites} literal seed(s) set per run" if found.seed_sites else "RESEARCH_LOOP_SEED only"
+    )
+    command = " ".join(["python", task.script.name, *task.script_args])
+    console.print(
+        f"{task.script.name} runs as a program ({command} + the trial's flags), judged by {task.metric.name} "
+        f"({task.metric.direction}); seed: {seed}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def check_storage(url: str | None) -> None:
+    if url is None:
+        return
+    try:
+        storages.check(url)
+    except storages.StorageUnavailable as exc:
+        fail(str(exc))
+
+
+class LiveView:
+    """The run's live view: stage, round, trials done of the budget, best so far, elapsed and time left, and
+    a bar for the study in progress."""
+
+    def __init__(self) -> None:
+        self.event: LoopEvent | None = None
+        self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)
+        if not console.is_terminal:  # a piped live view ends without its line break
+            console.line()
+
+    def update(self, event: LoopEvent) -> None:
+        if self.event is not None and event.stage != self.event.stage:
+            console.print(f"[dim]{self.event.stage} done ({self.event.elapsed_s:.0f} s)[/]")
+        self.event = event
+        self.live.update(self.render())
+
+    def render(self) -> Table:
+        e = self.event
+        grid = Table.grid(padding=(0, 2))
+        if e is None:
+            grid.add_row("[bold]starting[/]")
+            return grid
+        left = "-" if e.time_left_s is None else f"{e.time_left_s:.0f} s"
+        best = "-" if e.best is None else f"{e.best:.4f}"
+        rounds = f"{e.round}/{e.rounds}" if e.rounds else "-"
+        grid.add_row(
+            f"[bold]{e.stage}[/]",
+            f"round {rounds}",
+            f"trials {e.trials_done}/{e.trials_budget}",
+            f"best {best}",
+            f"elapsed {e.elapsed_s:.0f} s",
+            f"time left {left}",
+        )
+        if e.progress is not None:
+            p = e.progress
+            width = 30
+            filled = int(width * p.done / max(p.total, 1))
+            study_best = "-" if p.best is None else f"{p.best:.4f}"
+            grid.add_row(
+                f"  {e.label}",
+                "[green]" + "━" * filled + "[/][dim]" + "━" * (width - filled) + "[/]",
+                f"{p.done}/{p.total}",
+                f"best {study_best}",
+                f"pruned {p.pruned} failed {p.failed}",
+                f"retried {p.lost}" if p.lost else "",
+            )
+        return grid
+
+
+def drive_run(folder: Path, settings: config.Settings) -> None:
+    """Drive a run to its end with the live view; print where it stopped if it did not get there."""
+    try:
+        with LiveView() as view:
+            result = loop.drive(folder, settings, view.update, report=reporting.render)
+    except KeyboardInterrupt:
+        fail(f"interrupted; continue with `research-loop resume {folder.name}`", code=130)
+    except loop.LoopError as exc:
+        fail(f"{exc} (run folder: {folder}; `research-loop resume {folder.name}` continues after a fix)")
+    if result.stop_reason:
+        console.print(f"stopped: {result.stop_reason}", highlight=False)
+    print_conclusion(folder / reporting.DATA, folder / reporting.MARKDOWN, folder / reporting.HTML)
+    console.print(
+        f"review it, then:  research-loop approve {folder.name}   or   "
+        f"research-loop reject {folder.name} --reason '...'",
+        highlight=False,
+    )
+
+
+def run(
+    idea: Annotated[str, typer.Argument(help="the research idea, in a sentence")],
+    llm: Annotated[
+        str | None, typer.Option(help="offline (default), openai:<model>, openai-compatible:<model>")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="registered task; default: chosen by the planner")] = None,
+    script: Annotated[Path | None, typer.Option(help="your own training script instead of a task")] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(
+            help='your plain script with arguments of its own, e.g. "python train.py --data data.csv": '
+            "given on every run, before the trial's flags (instead of --script)"
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="the metric your plain script is judged by (default: the one it reports)"),
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="tuning trials over all rounds (default: the plan's)")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(help="rounds of search and analysis (default: the plan's)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="wall-clock seconds for the whole run")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes per study")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="seeds for the baseline and the finalists: a number, or `auto` to add two at a time (up to "
+            "--max-seeds) until the comparison's interval excludes 0, corrected for the extra looks"
+        ),
+    ] = None,
+    max_seeds: Annotated[int, typer.Option(help="the most seeds `--seeds auto` may use")] = 10,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL; default: a journal file in the run")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    seed: Annotated[int, typer.Option(help="seeds the samplers and the first training seed")] = 0,
+) -> None:
+    """From an idea to a report and a patch awaiting your approval: plan, patch, baseline, rounds of Optuna
+    studies with analysis between them, finalists on the held-out split, report.
+
+    Interrupted runs continue with `research-loop resume <run>`; nothing already stored runs twice.
+    """
+    if device not in DEVICES:
+        fail(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    seeds_auto = seeds is not None and seeds.strip().lower() == "auto"
+    if seeds is not None and not seeds_auto and not seeds.strip().isdigit():
+        fail(f"--seeds takes a number or `auto`, not {seeds!r}")
+    seed_count = None if seeds is None or seeds_auto else int(seeds)
+    if seeds_auto and not 2 <= max_seeds <= 50:
+        fail("--max-seeds must be between 2 and 50")
+    for name, value in (
+        ("--trials", trials),
+        ("--rounds", rounds),
+        ("--workers", workers),
+        ("--seeds", seed_count),
+    ):
+        if value is not None and value < 1:
+            fail(f"{name} must be at least 1")
+    if timeout is not None and timeout <= 0:
+        fail("--timeout must be a positive number of seconds")
+    settings = config.load(llm=llm, storage=storage, device=device)
+    args: list[str] = []
+    if command is not None:
+        if script is not None:
+            fail("--command names the script itself: give --command or --script, not both")
+        try:
+            script, args = parse_command(command, Path.cwd())
+        except ValueError as exc:
+            fail(str(exc))
+    if metric is not None and script is None:
+        fail("--metric is for your own script (--script or --command); a task's metric is fixed")
+    if task is not None and script is None:
+        resolve_task(task, None)
+    if script is not None:
+        show_found(resolve_task(task or "", script, tuple(args), metric))
+    try:
+        planner.check_idea(idea)
+    except planner.PlanError as exc:
+        fail(str(exc))
+    check_storage(settings.storage)
+    try:
+        device_kind, device_name = describe_device(settings.device)
+    except RuntimeError as exc:
+        fail(str(exc))
+    options = loop.LoopOptions(
+        idea=idea, task=task, script=script.resolve() if script else None, script_args=args, metric=metric,
+        trials=trials, rounds=rounds,
+        timeout_s=timeout, workers=workers, seeds=seed_count, seeds_auto=seeds_auto, max_seeds=max_seeds,
+        seed=seed, device=device_kind, device_name=device_name,
+    )  # fmt: skip
+    folder = loop.start(options, settings, ["research-loop", *map(storages.redact, sys.argv[1:])])
+    console.print(f"run folder: [bold]{folder}[/]", highlight=False)
+    drive_run(folder, settings)
+
+
+def resume(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    storage: Annotated[str | None, typer.Option(help="the run's storage URL, if it needs a password")] = None,
+) -> None:
+    """Continue an interrupted run from its last finished stage, reusing every stored trial."""
+    settings = config.load(storage=storage)
+    folder = find_run(settings, run_id)
+    info = runs.load(folder)
+    if info.kind != "run":
+        fail(f"{folder.name} is a `{info.kind}` run; only `research-loop run` runs can be resumed")
+    if info.status in ("awaiting_approval", "approved", "rejected", "finished"):
+        fail(f"{folder.name} already finished ({info.status}); see {folder / 'report.md'}")
+    console.print(f"resuming {folder.name} from stage {info.stage}", highlight=False)
+    drive_run(folder, settings)
+
+
+def report(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id, unique prefix, or folder")],
+    storage: Annotated[str | None, typer.Option(help="the run's storage URL, if it needs a password")] = None,
+) -> None:
+    """(Re)render a run's report from its stored trials: report.md, report.html, plots and report.json.
+
+    Every trial in results.json is read back from the run's Optuna storage first; a report that would not
+    match it, or whose candidate was selected on the held-out split, is refused.
+    """
+    settings = config.load(storage=storage)
+    print_report(find_run(settings, run_id), settings)

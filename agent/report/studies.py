@@ -1,0 +1,88 @@
+"""One view over both kinds of results (a study's `StudyResult`, a loop's `RunResult`), and what the report
+computes from it: each strategy's label, the finalists, their learning curves and the title.
+
+`data.collect` builds its sections over this view, so it does not branch on the run's kind for each of them.
+"""
+
+from __future__ import annotations
+
+from agent.report.curves import LearningCurve, learning_curve
+from agent.results import ArmResult, RunResult
+from experiments.records import Comparison, Cost, Metric, Model, StudyResult, TrialRecord
+
+Results = StudyResult | RunResult
+
+
+class Studies(Model):
+    """A study run and a loop run, seen the same way: tuning studies by round, then the evaluations."""
+
+    studies: list[tuple[int | None, float, StudyResult]]
+    best: TrialRecord | None
+    best_strategy: str | None
+    baseline: list[TrialRecord]
+    final: list[TrialRecord]
+    comparison: Comparison | None
+    validation: Comparison | None
+    cost: Cost
+    metric: Metric
+    task: str
+    storage: str
+    stop_reason: str = ""
+
+
+def normalise(results: Results) -> Studies:
+    if isinstance(results, StudyResult):
+        return Studies(
+            studies=[(None, 1.0, results)],
+            best=results.best,
+            best_strategy=results.sampler if results.best else None,
+            baseline=results.baseline,
+            final=results.final,
+            comparison=results.comparison,
+            validation=results.validation,
+            cost=results.cost,
+            metric=results.metric,
+            task=results.task,
+            storage=results.storage,
+        )
+    studies = [(r.round, r.data_fraction, s) for r in results.rounds for s in r.studies]
+    return Studies(
+        studies=studies,
+        best=results.best,
+        best_strategy=results.best_strategy,
+        baseline=results.baseline,
+        final=results.final,
+        comparison=results.comparison,
+        validation=results.validation,
+        cost=results.cost,
+        metric=results.plan.metric,
+        task=results.plan.task,
+        storage=studies[0][2].storage if studies else "",
+        stop_reason=results.stop_reason,
+    )
+
+
+def strategy_label(round_: int | None, fraction: float, sampler: str, rounds: int) -> str:
+    label = sampler if rounds <= 1 else f"round {round_} {sampler}"
+    return label if fraction >= 1 else f"{label} ({fraction:.0%} data)"
+
+
+def finalists(view: Studies, arms: list[ArmResult]) -> list[tuple[str, list[TrialRecord]]]:
+    """The runs the comparison rests on: the defaults, then each arm (or, without arms, the candidate)."""
+    groups = [("untuned defaults", view.baseline)]
+    return groups + ([(a.label or a.name, a.final) for a in arms] or [("tuned candidate", view.final)])
+
+
+def curves(view: Studies, arms: list[ArmResult]) -> list[LearningCurve]:
+    """The defaults' learning curve, then each arm's (or, without arms, the tuned candidate's)."""
+    curves = [
+        learning_curve(label, "reference" if i == 0 else "candidate", runs, view.metric.name)
+        for i, (label, runs) in enumerate(finalists(view, arms))
+    ]
+    return [c for c in curves if c is not None]
+
+
+def study_title(view: Studies) -> str:
+    samplers = ", ".join(sorted({s.sampler for _, _, s in view.studies})) or "no"
+    trials = sum(len(s.trials) for _, _, s in view.studies)
+    return f"{view.task}, {samplers} search over {trials} trials"
