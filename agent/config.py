@@ -48,6 +48,19 @@ class Settings(BaseSettings):
     max_tokens: int = Field(default=200_000, ge=1, description="cap on LLM tokens for one run")
     llm_repairs: int = Field(default=2, ge=0, description="times an invalid LLM answer is sent back")
     trial_timeout_s: float = Field(default=600, gt=0)
+    sandbox: Literal["auto", "require", "off"] = Field(
+        default="auto",
+        description="how trial code is boxed: auto (bubblewrap when it runs here, else a scrubbed environment "
+        "and limits), require (refuse to run without bubblewrap), off (no isolation; the report says so)",
+    )
+    memory_limit_mb: int | None = Field(
+        default=None, ge=256, description="address-space limit of each trial process; default: a share of RAM"
+    )
+    trust_edits: bool = Field(
+        default=False,
+        description="let a model-written change run although it adds system imports, eval/exec or writes "
+        "outside the script's folder (read patch.diff first)",
+    )
 
     @classmethod
     def settings_customise_sources(

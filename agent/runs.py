@@ -7,9 +7,11 @@ resumed and a reviewer can trace every number back to the storage inside it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
-from datetime import UTC, datetime
+import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -17,6 +19,11 @@ from pydantic import ValidationError
 from agent.schemas import RunInfo
 
 RUN_FILE = "run.json"
+# How often a driving process refreshes run.json's heartbeat, and how old one may be before a run driven from
+# another machine counts as interrupted (on this machine the process itself is asked).
+HEARTBEAT = timedelta(seconds=30)
+STALE = timedelta(minutes=10)
+LIVE = ("created", "running")
 
 
 class RunNotFound(LookupError):
@@ -88,3 +95,43 @@ def all_folders(reports_dir: Path) -> list[Path]:
 def discard(folder: Path) -> None:
     """Remove a run folder that never got past its first stage, so a bad start leaves nothing behind."""
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def claim(info: RunInfo) -> None:
+    """Mark this process as the one driving the run, so `list` and `resume` can tell if it died."""
+    info.owner = f"{socket.gethostname()}:{os.getpid()}"
+    info.heartbeat = datetime.now(UTC)
+
+
+def beat(folder: Path, info: RunInfo) -> None:
+    """Refresh the heartbeat, at most every HEARTBEAT, from the progress callbacks of a long stage."""
+    now = datetime.now(UTC)
+    if info.heartbeat is None or now - info.heartbeat >= HEARTBEAT:
+        info.heartbeat = now
+        save(folder, info)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def driver_alive(info: RunInfo) -> bool | None:
+    """Whether the process that drives a live run is still there: asked directly on this machine, judged by
+    the heartbeat's age elsewhere; None when run.json names no owner (a folder from an older version)."""
+    if info.owner is None:
+        return None
+    host, _, pid = info.owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return _pid_alive(int(pid))
+    return info.heartbeat is not None and datetime.now(UTC) - info.heartbeat < STALE
+
+
+def shown_status(info: RunInfo) -> str:
+    """The status to show: a live run whose driving process died is `interrupted`, whatever run.json says."""
+    return "interrupted" if info.status in LIVE and driver_alive(info) is False else info.status

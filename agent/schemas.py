@@ -278,6 +278,11 @@ class RunInfo(Model):
     idea: str | None = None
     storage: str = ""
     error: str | None = None
+    sandbox: str = Field(
+        default="", description="what isolation the run's task code got (experiments.sandbox)"
+    )
+    owner: str | None = Field(default=None, description="host:pid of the process driving the run")
+    heartbeat: datetime | None = Field(default=None, description="when that process last said it was alive")
 
 
 class Report(Model):

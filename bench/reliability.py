@@ -59,6 +59,7 @@ def scenarios(smoke: bool) -> list[tuple[str, str, Scenario]]:
         ("trial hung in native code past its limit", "journal", plain(faults.native_hang)),
         ("trial exhausting memory", "journal", plain(faults.out_of_memory)),
         ("trials aborting / segfaulting the interpreter", "journal", plain(faults.interpreter_crash)),
+        ("hostile trial code (key, outside write, database port)", "journal", plain(faults.hostile_code)),
         ("database server down 3 s mid-study", "private postgresql", faults.storage_restart),
     ]
 

@@ -36,7 +36,12 @@ TRAINER_FILES = ("all_results.json", "eval_results.json", "test_results.json")
 _BOOKKEEPING = re.compile(
     r"runtime|per_second|flos|memory|grad_norm|^(epoch|step|global_step|time|lr|learning_rate)$"
 )
-_PAIR = re.compile(r"([A-Za-z_][\w./-]*)\s*[=:]\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.])")
+# a value is a number, or NaN / infinity as Python and NumPy print them, so that a diverged run is told its
+# metric was NaN rather than that it reported none
+_PAIR = re.compile(
+    r"([A-Za-z_][\w./-]*)\s*[=:]\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?))(?![\w.])",
+    re.IGNORECASE,
+)
 _EPOCH = re.compile(r"\b(?:epoch|step)\b\s*[=:#]?\s*(\d+)", re.IGNORECASE)
 _DICT = re.compile(r"\{[^{}]*\}")
 

@@ -5,8 +5,10 @@ Each call runs the script once, as a subprocess, in a fresh folder under the run
 a copy of the script with the trial's literal values and seed written in (experiments.discovery), the values
 that have a flag on its command line, `RESEARCH_LOOP_SEED` (and `--seed` where it takes one) and
 `RESEARCH_LOOP_SPLIT` in its environment. Its metric comes back through experiments.channels; per-epoch values
-reach the pruner while it runs. The worker's time limit and the coordinator's kill of a hung worker stop the
-script too: it is killed when this call ends, and it shares the worker's process group.
+reach the pruner while it runs. The subprocess is the box (experiments.sandbox): the allow-listed
+environment, its limits, and bubblewrap where it runs, with the trial's folder writable beside the workspace.
+The worker's time limit and the coordinator's kill of a hung worker stop the script too: it is killed when
+this call ends, and it shares the worker's process group.
 
 A script that cannot switch to a held-out split reports its own evaluation for both: its held-out runs carry
 `test_` copies of the validation metrics and the marker SAME_SPLIT, so the report can say so.
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import channels, discovery, hyperparameters
+from experiments.sandbox import Box, BoxSpec
 from experiments.script import BLOCK_START, ScriptContractError
 
 TRIALS_DIR = "trials"
@@ -96,11 +99,15 @@ def discovered(source: str, where: str = "script") -> hyperparameters.Discovery:
 
 
 class ProgramScript:
-    """The object a worker calls `run()` on for a plain script: the same keywords as a contract script's."""
+    """The object a worker calls `run()` on for a plain script: the same keywords as a contract script's.
 
-    def __init__(self, path: Path, metric: str):
+    Its runs go through `box` (None: a default box for each run) with `threads` cores each (None: torch's
+    count in this process, else all its cores)."""
+
+    def __init__(self, path: Path, metric: str, box: Box | None = None, threads: int | None = None):
         self.path = path.resolve()
         self.metric = metric
+        self.box, self.threads = box, threads
         self.source = self.path.read_text()
         self.found = discovered(self.source, str(self.path))
         self.defaults: dict[str, Any] = self.found.defaults
@@ -123,8 +130,13 @@ class ProgramScript:
         values = {**self.defaults, **(hparams or {})}
         root = self.path.parent.parent / TRIALS_DIR
         root.mkdir(exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root, prefix="run-") as tmp:
-            metrics = self._run_in(Path(tmp), values, trial, seed, holdout, device)
+        box = self.box or Box(BoxSpec(), self.path.parent)
+        try:
+            with tempfile.TemporaryDirectory(dir=root, prefix="run-") as tmp:
+                metrics = self._run_in(box, Path(tmp), values, trial, seed, holdout, device)
+        finally:
+            if box is not self.box:
+                box.close()
         if not holdout:
             return {k: v for k, v in metrics.items() if not k.startswith("test_")}
         if f"test_{self.metric}" in metrics:
@@ -133,7 +145,14 @@ class ProgramScript:
         return {**own, **{f"test_{k}": v for k, v in own.items()}, SAME_SPLIT: 1.0}
 
     def _run_in(
-        self, folder: Path, values: dict[str, Any], trial: Any, seed: int, holdout: bool, device: str
+        self,
+        box: Box,
+        folder: Path,
+        values: dict[str, Any],
+        trial: Any,
+        seed: int,
+        holdout: bool,
+        device: str,
     ) -> dict[str, float]:
         # a store_true flag cannot be unset on the command line, so its value is written into the copy instead
         params = self.found.by_flag()
@@ -142,13 +161,19 @@ class ProgramScript:
         script = folder / self.path.name
         script.write_text(discovery.write_values(self.source, literal, seed, self.path.name))
         out, err = folder / "stdout.log", folder / "stderr.log"
+        argv = [sys.executable, str(script), *self.args, *self._flags(flagged, seed)]
+        memory_mb = box.program_memory_mb(device)
+        named = [Path(w.partition("=")[2] or w) for w in self.args if os.path.isabs(w.partition("=")[2] or w)]
+        cmd = box.command(
+            argv, folder, [folder], memory_mb, box.cpu_s, readable=[p for p in named if p.exists()]
+        )
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, str(script), *self.args, *self._flags(flagged, seed)],
+                cmd,
                 cwd=folder,
                 stdout=stdout,
                 stderr=stderr,
-                env=self._env(folder, seed, holdout, device),
+                env=box.env(self._env(folder, seed, holdout, device)),
             )
         try:
             fed = 0
@@ -162,8 +187,10 @@ class ProgramScript:
         text = out.read_text(errors="replace")
         if proc.returncode:
             lines = _tail(err.read_text(errors="replace")) or _tail(text)
+            exceeded = memory_mb and any(word in lines for word in ("MemoryError", "can't allocate memory"))
+            limit = f"memory limit {box.memory_limit_mb} MB exceeded: " if exceeded else ""
             raise ProgramError(
-                f"{self.path.name} exited with status {proc.returncode}; its last lines:\n{lines}"
+                f"{limit}{self.path.name} exited with status {proc.returncode}; its last lines:\n{lines}"
             )
         reading = channels.read(folder, text, self.metric)
         if reading is None:
@@ -183,13 +210,11 @@ class ProgramScript:
         return args + ([f"{self.found.seed_flag}={seed}"] if self.found.seed_flag else [])
 
     def _env(self, folder: Path, seed: int, holdout: bool, device: str) -> dict[str, str]:
-        """The worker's environment without research-loop's own settings (a storage URL may hold a password),
-        plus the run's seed, split and metrics file, and the worker's share of the cores (torch's thread
-        count, which the worker set; a process that never imported torch, the preflight, gives all its cores)."""
+        """What the run adds to the box's environment: its seed, split and metrics file, and its share of the
+        cores (`threads`, else torch's thread count here; a process that never imported torch gives all)."""
         torch = sys.modules.get("torch")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RESEARCH_LOOP_")}
-        threads = str(torch.get_num_threads() if torch else len(os.sched_getaffinity(0)))
-        env |= {
+        threads = str(self.threads or (torch.get_num_threads() if torch else len(os.sched_getaffinity(0))))
+        env = {
             channels.SEED_ENV: str(seed),
             channels.SPLIT_ENV: "test" if holdout else "validation",
             channels.METRICS_ENV: str(folder / channels.METRICS_FILE),

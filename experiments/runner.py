@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -79,6 +79,9 @@ class StudySpec(BaseModel):
     device: str = "auto"
     trial_timeout_s: float = 600
     memory_limit_mb: int | None = None
+    sandbox: Literal["auto", "require", "off"] = Field(
+        default="auto", description="how the workers box task code (experiments.sandbox)"
+    )
     patch_sha256: str = ""
     compression: Compression | None = Field(
         default=None, description="compress each run's model before its final evaluation"

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from pydantic import BaseModel, Field
@@ -45,6 +45,8 @@ class TuningConfig(BaseModel):
     compression: Compression | None = Field(
         default=None, description="the plan's compression, applied to every run's final evaluation"
     )
+    sandbox: Literal["auto", "require", "off"] = "auto"
+    memory_limit_mb: int | None = None
 
 
 ProgressFn = Callable[[str, Progress], None]
@@ -86,6 +88,8 @@ def _spec(
         trial_timeout_s=cfg.trial_timeout_s,
         patch_sha256=workspace_sha256(workspace),
         compression=cfg.compression,
+        sandbox=cfg.sandbox,
+        memory_limit_mb=cfg.memory_limit_mb,
     )
 
 

@@ -1,5 +1,8 @@
-"""The worker process: imports a workspace's training script once, then runs the study's tickets until none
-are left. Start it from any machine that has the project installed and the run's workspace:
+"""The worker process: the trusted side of a study's trials. It holds the storage connection, takes the
+study's tickets, asks the sampler and tells Optuna the outcomes until no ticket is left; the training script
+runs boxed (experiments.sandbox), never in this process: a contract script in one long-lived child that
+imports it once (experiments.boxed), a plain script as one boxed subprocess a trial (experiments.program).
+Start it from any machine that has the project installed and the run's workspace:
 
     RESEARCH_LOOP_STORAGE=postgresql://... python -m experiments.worker --study NAME --workspace DIR
 """
@@ -8,28 +11,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import math
 import os
-import resource
 import signal
 import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from experiments import compression, entry
+from experiments import entry, sandbox
 from experiments import storage as storages
-from experiments.program import ProgramError
+from experiments.boxed import BoxError, Child, Result, describe
+from experiments.program import ProgramScript, is_program
 from experiments.runner import (
     REFUSAL_PREFIX,
     REFUSED,
@@ -41,15 +42,9 @@ from experiments.runner import (
     workspace_sha256,
 )
 from experiments.samplers import make_pruner, make_sampler
-from experiments.script import ScriptContractError
+from experiments.sandbox import TrialTimeout, die_with_parent, time_limit
+from experiments.script import ScriptContractError, TrialPruned
 from experiments.space import suggest
-from experiments.training import TrialPruned, resolve_device, take_notes, torch_threads
-
-PR_SET_PDEATHSIG = 1
-
-
-class TrialTimeout(BaseException):
-    """A BaseException, so that a script's own `except Exception` cannot swallow the time limit."""
 
 
 class WorkerError(RuntimeError):
@@ -58,27 +53,16 @@ class WorkerError(RuntimeError):
 
 # Why a worker cannot run a study on this machine at all; the coordinator stops instead of respawning it.
 # (KeyError: Optuna's "no such study".)
-REFUSALS = (WorkerError, RunnerError, ScriptContractError, storages.StorageUnavailable, KeyError, OSError)
-
-
-def die_with_parent() -> None:
-    """Linux: be killed when the coordinator dies, so a killed run leaves no orphan training trials."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise TrialTimeout(f"trial timed out after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+REFUSALS = (
+    WorkerError,
+    RunnerError,
+    ScriptContractError,
+    BoxError,
+    sandbox.SandboxUnavailable,
+    storages.StorageUnavailable,
+    KeyError,
+    OSError,
+)
 
 
 @contextlib.contextmanager
@@ -171,10 +155,47 @@ class Recorder:
             self._last.result()
 
 
+class Trials(Protocol):
+    """Where a worker's trials run: its boxed child, or a plain script's boxed subprocesses."""
+
+    def run(self, trial: Any, call: dict[str, Any], timeout_s: float) -> Result: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class ProgramTrials:
+    """A plain script's trials: run from here, each as a boxed subprocess that reads nothing of this process
+    (experiments.program), its per-epoch values reported as they arrive, stopped by this process's alarm."""
+
+    def __init__(self, script: ProgramScript, box: sandbox.Box, device: str):
+        self.script, self.box, self.device = script, box, device
+
+    def run(self, trial: Any, call: dict[str, Any], timeout_s: float) -> Result:
+        try:
+            keywords = {k: v for k, v in call.items() if k != "hparams"}  # seed, data_fraction, ...
+            with time_limit(timeout_s):
+                result = Result(metrics=self.script.run(call["hparams"], trial=trial, **keywords))
+        except (TrialPruned, optuna.TrialPruned):
+            result = Result(pruned=True)
+        except (Exception, TrialTimeout) as exc:
+            result = Result(error=describe(exc))
+        training = sys.modules.get("experiments.training")  # imported by the first report, if any
+        result.notes = training.take_notes(trial) if training is not None else {}
+        return result
+
+    def describe(self) -> str:
+        return self.box.describe(sandbox.may_use_cuda(self.device, self.box.environ))
+
+    def close(self) -> None:
+        self.box.close()
+
+
 def run_trial(
     study: optuna.Study,
     trial: optuna.Trial,
-    module: entry.Entry,
+    trials: Trials,
     spec: StudySpec,
     defaults: dict,
     recorder: Recorder,
@@ -195,28 +216,19 @@ def run_trial(
         study._thread_local.cached_all_trials = None
         try:
             params = suggest(trial, spec.search_space)
-            hparams = {**defaults, **ticket.hparams, **params}
-            with time_limit(spec.trial_timeout_s):
-                metrics = module.run(
-                    hparams,
-                    trial=trial,
-                    seed=ticket.seed,
-                    data_fraction=ticket.data_fraction,
-                    holdout=ticket.holdout,
-                    device=spec.device,
-                )
-            values = [_objective(metrics, m.name) for m in spec.objectives()]
-            outcome: tuple[dict[str, Any], list[float] | None, TrialState] = (
-                {"metrics": {k: float(v) for k, v in metrics.items()}},
-                values,
-                TrialState.COMPLETE,
-            )
-        except (TrialPruned, optuna.TrialPruned):
-            outcome = ({}, None, TrialState.PRUNED)
-        except (Exception, TrialTimeout) as exc:
-            outcome = ({"error": _describe(exc)}, None, TrialState.FAIL)
+        except Exception as exc:
+            result = Result(error=describe(exc))
+        else:
+            call = {
+                "hparams": {**defaults, **ticket.hparams, **params},
+                "seed": ticket.seed,
+                "data_fraction": ticket.data_fraction,
+                "holdout": ticket.holdout,
+                "device": spec.device,
+            }
+            result = trials.run(trial, call, spec.trial_timeout_s)
         # the learning curve and confusion matrix the script noted go into the same write as its metrics
-        outcome = ({**take_notes(trial), **outcome[0]}, *outcome[1:])
+        outcome = _outcome(result, spec)
         beating = alive.pop_all()
 
     def write() -> None:
@@ -224,6 +236,20 @@ def run_trial(
             _finish(study, trial, *outcome)
 
     recorder.record(write)
+
+
+def _outcome(result: Result, spec: StudySpec) -> tuple[dict[str, Any], list[float] | None, TrialState]:
+    """The trial's attributes, values and state from what its run gave."""
+    if result.pruned:
+        return result.notes, None, TrialState.PRUNED
+    if result.error is not None:
+        return {**result.notes, "error": result.error}, None, TrialState.FAIL
+    try:
+        values = [_objective(result.metrics, m.name) for m in spec.objectives()]
+        metrics = {k: float(v) for k, v in (result.metrics or {}).items()}
+    except Exception as exc:
+        return {**result.notes, "error": describe(exc)}, None, TrialState.FAIL
+    return {**result.notes, "metrics": metrics}, values, TrialState.COMPLETE
 
 
 def _finish(
@@ -253,29 +279,6 @@ def _objective(metrics: Any, name: str) -> float:
     return value
 
 
-def _describe(exc: BaseException) -> str:
-    """Type, message and the innermost frame: enough to act on, without a wall of traceback. A plain script's
-    failure is its own message whole: the last lines of its output and how to report a metric."""
-    if isinstance(exc, ProgramError):
-        return str(exc)
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {message}{where}"
-
-
-def limit_memory(extra_mb: int) -> None:
-    """Cap the address space at what the worker holds now plus extra_mb, so a runaway trial gets a MemoryError
-    and fails alone, instead of the OOM killer taking the worker or a neighbour. Not on CUDA, whose driver
-    reserves far more address space than it uses."""
-    held = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = held + extra_mb * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
 def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: int = 1) -> int:
     """Run tickets until none are left or SIGTERM asks to stop; return how many trials this worker ran.
 
@@ -292,7 +295,6 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
             f"workspace {workspace} holds different code (hash {code[:12]}) than study {study_name!r} runs "
             f"({spec.patch_sha256[:12]}); copy the run's workspace folder to this machine"
         )
-    script = workspace / spec.script
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,
@@ -301,16 +303,8 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
         ),
         pruner=make_pruner(spec.pruner),
     )
-    torch_threads(workers)
-    compression.use(spec.compression)
-    try:
-        defaults, module = entry.load(script, spec.metric.name)
-    except ScriptContractError:
-        raise
-    except (Exception, SystemExit) as exc:
-        raise WorkerError(f"cannot import {script.name}: {_describe(exc)}") from exc
-    if spec.memory_limit_mb and resolve_device(spec.device).type != "cuda":
-        limit_memory(spec.memory_limit_mb)
+    trials, defaults = _trials(study, spec, workspace, workers)
+    print(f"worker {os.getpid()}: sandbox: {trials.describe()}", file=sys.stderr, flush=True)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     ran = 0
@@ -320,11 +314,46 @@ def serve(url: str, study_name: str, workspace: Path, index: int = 0, workers: i
             trial = tickets.pop()
             if trial is None:
                 break
-            run_trial(study, trial, module, spec, defaults, recorder)
+            run_trial(study, trial, trials, spec, defaults, recorder)
             ran += 1
     finally:
         recorder.close()
+        trials.close()
     return ran
+
+
+def box_spec(spec: StudySpec) -> sandbox.BoxSpec:
+    """The study's box, as its spec (stored in the study, the same for every worker) sets it."""
+    return sandbox.BoxSpec(mode=spec.sandbox, memory_limit_mb=spec.memory_limit_mb)
+
+
+def _trials(study: optuna.Study, spec: StudySpec, workspace: Path, workers: int) -> tuple[Trials, dict]:
+    """Where this worker's trials run, started and ready, and the script's defaults (read, not imported)."""
+    script = workspace / spec.script
+    box = sandbox.Box(box_spec(spec), workspace, workers, spec.trial_timeout_s)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // max(1, workers))
+    try:
+        source = script.read_text()
+        if is_program(source):
+            program = ProgramScript(script, spec.metric.name, box=box, threads=threads)
+            return ProgramTrials(program, box, spec.device), program.defaults
+        defaults = entry.defaults(source, script.name)
+        child = Child(
+            box,
+            script,
+            spec.metric.name,
+            spec.device,
+            threads,
+            spec.compression.model_dump_json() if spec.compression else "",
+            tuple(d.name.lower() for d in study.directions),
+            not isinstance(study.pruner, optuna.pruners.NopPruner),
+        )
+        child.start()
+    except BaseException:
+        box.close()
+        raise
+    return child, defaults
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib.resources import files
 
 import jinja2
 
+# Markdown's punctuation: escaped with a backslash, each renders as itself, never as a link, image or tag.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]#!<>|~&])")
+
+
+def md_text(text: str) -> str:
+    """A person's text (an idea) as literal markdown: `[x](http://...)` and `![](...)` show as typed."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
 
 @cache
 def environment() -> jinja2.Environment:
     """One environment for every template; undefined names are errors, so a typo never renders as blank."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(files(__name__))),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -19,3 +28,5 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
+    env.filters["md_text"] = md_text
+    return env

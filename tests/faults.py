@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
@@ -93,29 +93,14 @@ def tickets(n: int, faults: dict[int, str] | None = None, sleep_s: float = 0.05)
     return [Ticket(seed=i, hparams={"fault": faults.get(i, "none"), "sleep_s": sleep_s}) for i in range(n)]
 
 
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 class Lab:
     """A workspace holding the faulty script, and studies of it on one storage."""
 
     def __init__(self, root: Path, url: str):
         self.root, self.url = root, url
         self.workspace = root / "workspace"
-        self.fault_dir = root / "faults"
-        self.workspace.mkdir(parents=True, exist_ok=True)
-        self.fault_dir.mkdir(exist_ok=True)
+        self.fault_dir = self.workspace / "faults"  # in the workspace: all a boxed trial may write
+        self.fault_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(SCRIPT, self.workspace / SCRIPT.name)
 
     def create(self, tickets_: list[Ticket], name: str | None = None, **spec: object) -> str:
@@ -147,14 +132,13 @@ class Lab:
         name = name or self.create(tickets_, **spec)
         started = time.monotonic()
         errors: list[BaseException] = []
-        with _env(FAULT_DIR=str(self.fault_dir)):
-            thread = None
-            if during is not None:
-                thread = threading.Thread(target=_catching(during, errors), args=(self, name), daemon=True)
-                thread.start()
-            runner.execute(self.url, name, self.workspace, workers)
-            if thread is not None:
-                thread.join(WAIT_S)
+        thread = None
+        if during is not None:
+            thread = threading.Thread(target=_catching(during, errors), args=(self, name), daemon=True)
+            thread.start()
+        runner.execute(self.url, name, self.workspace, workers)
+        if thread is not None:
+            thread.join(WAIT_S)
         if errors:
             raise errors[0]
         default = {
@@ -172,13 +156,16 @@ class Lab:
         study = optuna.load_study(study_name=name, storage=storages.open_storage(self.url))
         return study.get_trials(deepcopy=False)
 
-    def wait_for_block(self, seed: int) -> int:
-        """The pid of the worker whose trial for `seed` is blocked mid-trial, once it is."""
+    def wait_for_block(self, name: str, seed: int) -> int:
+        """The pid of the worker whose trial for `seed` is blocked mid-trial, once it is: the worker that named
+        itself on the running trial (the trial itself runs in the worker's boxed child)."""
         marker = self.fault_dir / f"block-{seed}.pid"
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
-            if marker.is_file() and marker.read_text():
-                return int(marker.read_text())
+            if marker.is_file():
+                for t in self.trials(name):
+                    if t.state == TrialState.RUNNING and t.user_attrs["ticket"]["seed"] == seed:
+                        return int(t.system_attrs["worker"].rpartition(":")[2])
             time.sleep(0.05)
         raise TimeoutError(f"no trial blocked on ticket {seed} within {WAIT_S:.0f} s")
 
@@ -195,7 +182,7 @@ def _catching(fn: Callable[..., None], errors: list[BaseException]) -> Callable[
 
 def kill_blocked(seed: int = 2) -> Callable[[Lab, str], None]:
     def during(lab: Lab, name: str) -> None:
-        os.kill(lab.wait_for_block(seed), signal.SIGKILL)
+        os.kill(lab.wait_for_block(name, seed), signal.SIGKILL)
 
     return during
 
@@ -215,12 +202,12 @@ def worker_killed(lab: Lab) -> Outcome:
 def heartbeat_lost(lab: Lab, grace_s: int = 2) -> Outcome:
     """A worker started by hand (as on another machine) dies mid-trial: only its heartbeat can tell."""
     name = lab.create(tickets(4, {0: "block"}))
-    env = {**os.environ, runner.STORAGE_ENV: lab.url, "FAULT_DIR": str(lab.fault_dir)}
+    env = {**os.environ, runner.STORAGE_ENV: lab.url}
     cmd = [sys.executable, "-m", "experiments.worker", "--study", name, "--workspace", str(lab.workspace)]
     with (lab.root / "remote-worker.log").open("ab") as log:
         remote = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        os.kill(lab.wait_for_block(0), signal.SIGKILL)
+        os.kill(lab.wait_for_block(name, 0), signal.SIGKILL)
     finally:
         remote.kill()
         remote.wait()
@@ -234,18 +221,35 @@ def python_hang(lab: Lab) -> Outcome:
 
 
 def native_hang(lab: Lab) -> Outcome:
-    """A trial deadlocked inside libc, where no signal handler runs: the coordinator kills its worker."""
+    """A trial deadlocked inside libc, where no signal handler runs: the worker kills its boxed child and goes
+    on."""
     return lab.run(tickets(3, {0: "native_hang"}), faults=1, trial_timeout_s=1)
 
 
 def out_of_memory(lab: Lab) -> Outcome:
-    """A trial allocating past the worker's memory limit fails with MemoryError; the worker goes on."""
+    """A trial allocating past its memory limit fails with the limit in its error; the worker goes on."""
     return lab.run(tickets(3, {0: "memory"}), faults=1, memory_limit_mb=256)
 
 
 def interpreter_crash(lab: Lab) -> Outcome:
-    """Trials that abort or segfault the interpreter fail (after bounded retries); the others finish."""
+    """Trials that abort or segfault their boxed interpreter fail, once each; the others finish."""
     return lab.run(tickets(4, {0: "abort", 1: "segfault"}), workers=2, faults=2)
+
+
+def hostile_code(lab: Lab) -> Outcome:
+    """A trial doing what a hostile code change would (read an API key set in the worker's environment, write
+    beside the workspace, connect to the database port) reaches none of it and completes; under bubblewrap."""
+    saved = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = "sk-hostile-test-never-seen"
+    try:
+        outcome = lab.run(tickets(2, {0: "hostile"}), expect={0: "COMPLETE"}, faults=1, sandbox="require")
+    finally:
+        if saved is None:
+            os.environ.pop("OPENAI_API_KEY", None)
+        else:
+            os.environ["OPENAI_API_KEY"] = saved
+    outcome.notes["markers_outside"] = len(list(lab.root.glob("escaped-*")))
+    return outcome
 
 
 def storage_restart(lab: Lab, server: Postgres, down_s: float = 3.0) -> Outcome:

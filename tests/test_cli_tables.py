@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -218,3 +219,24 @@ def test_show_json_prints_the_patch_as_patch_json_holds_it_with_its_checks(env, 
     assert shown["stage"] == ("final" if final else "proposed")
     assert shown["run_id"] == folder.name and shown["target"] == str(record.target)
     assert shown["final_params"] == record.final_params
+
+
+def test_a_run_whose_process_died_lists_as_interrupted_and_a_live_one_cannot_be_resumed(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    folders = {}
+    for name, pid in (("dead", dead.pid), ("alive", os.getpid())):
+        info = RunInfo(run_id=runs.new_run_id(name), kind="run", status="running", stage="round 1")
+        runs.claim(info)
+        info.owner = f"{socket.gethostname()}:{pid}"
+        folders[name] = runs.create(tmp_path / "reports", info)
+    listed = {
+        r["run_id"]: r["status"] for r in json.loads(CliRunner().invoke(app, ["list", "--json"]).stdout)
+    }
+    assert listed == {folders["dead"].name: "interrupted", folders["alive"].name: "running"}
+    refused = CliRunner().invoke(app, ["resume", folders["alive"].name])
+    assert refused.exit_code == 2 and "is still running (process" in refused.stderr

@@ -20,6 +20,7 @@ from agent.schemas import CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit
 from experiments import registry
 from experiments.records import Metric, SearchParam
 from experiments.script import find_block, load_module
+from experiments.storage import JOURNAL_FILE
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")
 
@@ -276,7 +277,14 @@ def test_user_script_outside_the_package_is_patched_in_the_workspace_and_preflig
     run = tmp_path / "run"
     patch = coder.propose_patch(plan, task, run, Settings(device="cpu"))
     assert patch.checks_passed, patch.checks
-    assert [c.name for c in patch.checks] == ["paths", "applies", "compiles", "contract", "preflight"]
+    assert [c.name for c in patch.checks] == [
+        "paths",
+        "applies",
+        "compiles",
+        "safety",
+        "contract",
+        "preflight",
+    ]
     assert script.read_text() == USER_SCRIPT
     assert (run / "workspace" / "train.py").read_text() == patch.files["train.py"]
     assert (run / "patch.diff").read_text() == patch.diff and patch.diff.startswith(
@@ -285,13 +293,15 @@ def test_user_script_outside_the_package_is_patched_in_the_workspace_and_preflig
     record = coder.load_record(run)
     assert record.target == script.resolve() and record.original == USER_SCRIPT
 
-    final = coder.finalize_patch(run, {"learning_rate": 0.07300000000000001, "noise": 0.0})
+    final = coder.finalize_patch(
+        run, {"learning_rate": 0.07300000000000001, "noise": 0.0}, str(run / JOURNAL_FILE)
+    )
     defaults = find_block(final.files["train.py"]).defaults
     assert defaults == {"learning_rate": 0.07300000000000001, "epochs": 30, "noise": 0.0}
     assert final.checks_passed and (run / "patch.diff").read_text() == final.diff
     assert coder.load_record(run).patch.diff == patch.diff
     with pytest.raises(coder.PatchError, match="momentum is not in the hyperparameter block"):
-        coder.finalize_patch(run, {"momentum": 0.9})
+        coder.finalize_patch(run, {"momentum": 0.9}, str(run / JOURNAL_FILE))
 
 
 def test_free_form_edits_need_an_llm_when_the_setting_is_offline(tmp_path):

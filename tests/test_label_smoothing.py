@@ -144,7 +144,14 @@ def test_a_bad_value_or_a_taken_name_is_refused():
 def test_the_coder_preflights_the_patch_and_fails_one_whose_loss_does_not_take_the_keyword(tmp_path):
     good = propose(tmp_path / "good", USER_SCRIPT, SMOOTH, SPACE)
     assert good.checks_passed, good.checks
-    assert [c.name for c in good.checks] == ["paths", "applies", "compiles", "contract", "preflight"]
+    assert [c.name for c in good.checks] == [
+        "paths",
+        "applies",
+        "compiles",
+        "safety",
+        "contract",
+        "preflight",
+    ]
     bad = propose(tmp_path / "bad", OWN_LOSS, SMOOTH, SPACE)
     assert "cross_entropy(model(x[:n]), y[:n], label_smoothing=" in bad.files["train.py"]
     assert not bad.checks_passed and bad.checks[-1].name == "preflight"

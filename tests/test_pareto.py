@@ -21,6 +21,7 @@ from agent.report.checks import ReportError
 from agent.schemas import RunInfo
 from experiments import registry, worker
 from experiments import storage as storages
+from experiments.boxed import Result
 from experiments.records import Compression, Metric, SearchParam, StudyResult
 from experiments.runner import StudySpec, Ticket, ensure_study
 from experiments.samplers import make_sampler
@@ -163,7 +164,11 @@ def _worker_values(url: str, sampler: str) -> list[tuple[float, float]]:
     ensure_study(url, spec, [Ticket()] * 10)
     sampling = make_sampler(sampler, space, 10, 0, objectives=2)
     study = optuna.load_study(study_name=sampler, storage=storages.open_storage(url), sampler=sampling)
-    toy = SimpleNamespace(run=lambda hp, **_: {"accuracy": hp["x"], "size_bytes": 1000 * hp["y"]})
+    toy = SimpleNamespace(  # where the worker's trials run: here, the toy objective instead of a boxed child
+        run=lambda trial, call, timeout_s: Result(
+            metrics={"accuracy": call["hparams"]["x"], "size_bytes": 1000 * call["hparams"]["y"]}
+        )
+    )
     recorder, tickets = worker.Recorder(), worker.Tickets(study)
     while (trial := tickets.pop()) is not None:
         worker.run_trial(study, trial, toy, spec, {}, recorder)

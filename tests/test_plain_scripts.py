@@ -27,6 +27,7 @@ from experiments import registry
 from experiments.discovery import write_values
 from experiments.program import SAME_SPLIT
 from experiments.records import Comparison
+from experiments.storage import JOURNAL_FILE
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -113,7 +114,7 @@ def test_approve_writes_the_measured_values_where_the_script_keeps_them(tmp_path
     )  # fmt: skip
     patch = coder.propose_patch(plan, task, folder, Settings(device="cpu"))
     assert patch.checks_passed and patch.checks[-1].detail.startswith("accuracy=")
-    coder.finalize_patch(folder, best)
+    coder.finalize_patch(folder, best, str(folder / JOURNAL_FILE))
     comparison = Comparison(
         metric="accuracy", direction="maximize", split="test", candidate_mean=0.6, candidate_std=0.0,
         baseline_mean=0.5, baseline_std=0.0, difference=0.1, ci_low=0.1, ci_high=0.1, p_value=0.5,

@@ -5,13 +5,14 @@ limits. The scripts are a few lines of plain Python, so each run costs a Python 
 from __future__ import annotations
 
 import json
-import os
+import math
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
+from agent.code.checks import Preflight, preflight
 from experiments import channels
 from experiments.program import SAME_SPLIT, ProgramError, ProgramScript
 from experiments.script import ScriptContractError
@@ -93,6 +94,13 @@ def test_a_missing_metric_fails_with_the_last_lines_and_the_three_ways(tmp_path)
     assert "all_results.json" in message and "`accuracy=0.93`" in message
 
 
+def test_a_metric_printed_as_nan_is_read_as_nan_and_the_preflight_says_so(tmp_path):
+    script = plain(tmp_path, "LEARNING_RATE = 10.0\nprint('loss=inf')\nprint('accuracy=nan')\n")
+    assert math.isnan(script.run()["accuracy"])
+    check = preflight(script.path, Preflight(metric="accuracy", timeout_s=60))
+    assert not check.passed and check.detail == "run() returned accuracy=nan"
+
+
 def test_a_script_that_fails_says_how_with_its_last_lines(tmp_path):
     script = plain(tmp_path, "EPOCHS = 2\nraise SystemExit('no data at /missing')\n")
     with pytest.raises(
@@ -120,7 +128,7 @@ print(f"accuracy={args.lr}")
 
 def test_flags_literals_seed_and_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RESEARCH_LOOP_STORAGE", "postgresql://user:secret@db/x")
-    seen = tmp_path / "seen.json"
+    seen = tmp_path / "run" / "workspace" / "seen.json"  # the workspace: all a boxed run may write
     script = plain(tmp_path, ECHO.replace("SEEN", repr(str(seen))))
     assert script.run({"lr": 0.5, "amp": True, "dropout": 0.3}, seed=4, holdout=True)["accuracy"] == 0.5
     values = json.loads(seen.read_text())
@@ -170,17 +178,20 @@ for epoch in range(1, EPOCHS + 1):
 
 
 def test_the_workers_time_limit_stops_the_script(tmp_path):
-    hangs = f"""import os
+    beat = tmp_path / "run" / "workspace" / "beat"  # a pid would be the box's own, so the run beats instead
+    hangs = f"""import pathlib
 import time
 
 EPOCHS = 1
-open({str(tmp_path / "pid")!r}, "w").write(str(os.getpid()))
-time.sleep(60)
+while True:
+    pathlib.Path({str(beat)!r}).write_text(str(time.time()))
+    time.sleep(0.05)
 """
     with pytest.raises(TrialTimeout), time_limit(2):
         plain(tmp_path, hangs).run()
-    with pytest.raises(ProcessLookupError):
-        os.kill(int((tmp_path / "pid").read_text()), 0)
+    last = beat.read_text()
+    time.sleep(0.5)
+    assert beat.read_text() == last, "the script was killed with its run"
 
 
 ARGUMENTS = """import argparse

@@ -421,3 +421,16 @@ def test_study_command_renders_report_without_secrets(postgres_url: str, tmp_pat
             assert password.encode() not in content, path
             assert API_KEY.encode() not in content, path
     assert all(password not in r.output for r in (done, blind, again))
+
+
+def test_markdown_in_the_idea_is_shown_as_text_never_as_a_live_link(improved: Path, tmp_path: Path) -> None:
+    folder = _copy(improved, tmp_path)
+    info = runs.load(folder)
+    info.idea = (
+        "Tune the [learning rate](http://evil.example/x) ![pixel](http://evil.example/p.png) <b>now</b>"
+    )
+    runs.save(folder, info)
+    reporting.render(folder)
+    html = (folder / "report.html").read_text()
+    assert "evil.example" in html and 'href="http://evil' not in html and 'src="http://evil' not in html
+    assert "<b>now</b>" not in html and "[learning rate](http://evil.example/x)" in html

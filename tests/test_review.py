@@ -18,6 +18,7 @@ from agent.review import review
 from agent.schemas import CodeChangeIntent, ExperimentPlan, RunInfo
 from experiments import registry
 from experiments.records import Comparison, Metric, SearchParam
+from experiments.storage import JOURNAL_FILE
 
 SCRIPT = '''"""Least squares by gradient descent on synthetic data: a user's script kept in their own repository."""
 
@@ -90,7 +91,7 @@ def make_run(tmp_path: Path, script: Path, finalize: bool = True, gain: bool = T
     )
     assert coder.propose_patch(plan, task, folder, Settings(device="cpu")).checks_passed
     if finalize:
-        coder.finalize_patch(folder, BEST)
+        coder.finalize_patch(folder, BEST, str(folder / JOURNAL_FILE))
     if gain:
         comparison = Comparison(
             metric="mse", direction="minimize", split="test", candidate_mean=0.0112, candidate_std=0.001,
@@ -249,3 +250,62 @@ def test_cli_approve_show_and_reject(tmp_path, repo):
     assert again.exit_code == 2 and "a run is decided once" in again.stderr
     empty = cli.invoke(app, ["reject", make_run(tmp_path, script).name, "--reason", " "])
     assert empty.exit_code == 2 and 'a rejection needs its reason: --reason "..."' in empty.stderr
+    marked = cli.invoke(app, ["reject", make_run(tmp_path, script).name, "--reason", "[/bold] x [red]"])
+    assert marked.exit_code == 0, marked.output
+    assert "[/bold] x [red]" in marked.stdout
+
+
+def _tamper(folder: Path, how: str) -> None:
+    """Edit the run folder after the run, as a person or a program with write access to it could."""
+    path = folder / coder.PATCH_JSON
+    record = json.loads(path.read_text())
+    final = record["final"]
+    name = record["script"]
+    if how == "files":
+        # an extra line in the final text, its diff and hash recomputed so patch.json agrees with itself
+        text = final["files"][name] + "import os\nos.system('touch /tmp/owned')\n"
+        rebuilt = coder.build_patch(name, record["original"], text, final["rationale"])
+        final.update(files=rebuilt.files, diff=rebuilt.diff, sha256=rebuilt.sha256)
+        (folder / coder.PATCH_DIFF).write_text(rebuilt.diff)
+    elif how == "diff":
+        final["diff"] = final["diff"].replace("+learning_rate = 0.0875", "+learning_rate = 0.5")
+    elif how == "checks":
+        final["checks"] = []
+        final["files"][name] += "import socket\n"
+    elif how == "params":
+        record["final_params"] = {"learning_rate": 0.5}
+    elif how == "patch.diff":
+        (folder / coder.PATCH_DIFF).write_text(final["diff"] + "+import os\n")
+        return
+    elif how == "workspace":
+        script = folder / coder.WORKSPACE / name
+        script.write_text(script.read_text() + "\nimport os\n")
+        return
+    elif how == "seal":
+        (folder / JOURNAL_FILE).unlink()
+        return
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("files", "patch.json differs from what was measured"),
+        ("diff", "patch.json differs from what was measured"),
+        ("checks", "patch.json differs from what was measured"),
+        ("params", "patch.json differs from what was measured"),
+        ("patch.diff", "patch.diff differs from what was measured"),
+        ("workspace", "train.py differs from the workspace the final runs executed"),
+        ("seal", "holds no seal for run"),
+    ],
+)
+def test_approve_applies_only_what_was_measured(tmp_path, repo, how, message):
+    script = repo / "src" / "train.py"
+    folder = make_run(tmp_path, script)
+    _tamper(folder, how)
+    before = script.read_bytes()
+    with pytest.raises(review.Refused, match=message) as refused:
+        review.approve(folder)
+    assert "\n" not in str(refused.value)
+    assert script.read_bytes() == before
+    assert_undecided(folder, script, before.decode())

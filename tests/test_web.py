@@ -494,3 +494,10 @@ def test_serve_prints_its_url_with_the_token_and_refuses_a_port_in_use(tmp_path,
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serving_beyond_this_machine_needs_allow_remote_and_warns(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    refused = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "0"])
+    assert refused.exit_code == 2
+    assert "--allow-remote" in refused.stderr and "in clear" in refused.stderr

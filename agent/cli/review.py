@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -73,18 +74,27 @@ def approve(
     commit: Annotated[
         bool, typer.Option("--commit", help="commit on a new branch research-loop/<run id>")
     ] = False,
+    trust_edits: Annotated[
+        bool,
+        typer.Option(
+            "--trust-edits", help="apply a change that adds system imports, eval/exec or outside writes"
+        ),
+    ] = False,
 ) -> None:
     """Apply a run's final patch (its code change with the best measured hyperparameters as the new defaults)
     to the target script with git. Refuses, changing nothing, unless the file is tracked, clean, and as the run
-    found it."""
-    folder = find_run(config.load(), run_id)
+    found it, and the patch rebuilds exactly from what the run measured (sealed in its storage)."""
+    settings = config.load()
+    folder = find_run(settings, run_id)
     try:
-        decision = review.approve(folder, commit=commit)
+        decision = review.approve(folder, commit=commit, trusted=trust_edits, settings=settings)
     except review.Refused as exc:
         refuse(exc)
     where = f"committed {decision.commit} on branch {decision.branch}" if decision.commit else "not committed"
-    console.print(f"approved {decision.run_id}: {decision.target} changed ({where})", highlight=False)
-    console.print(decision.reason, highlight=False)
+    console.print(
+        f"approved {decision.run_id}: {decision.target} changed ({where})", highlight=False, markup=False
+    )
+    console.print(decision.reason, highlight=False, markup=False)
 
 
 def reject(
@@ -97,7 +107,7 @@ def reject(
         decision = review.reject(folder, reason)
     except review.Refused as exc:
         refuse(exc)
-    console.print(f"rejected {decision.run_id}: {decision.reason}", highlight=False)
+    console.print(f"rejected {decision.run_id}: {decision.reason}", highlight=False, markup=False)
 
 
 def show(
@@ -142,11 +152,26 @@ def show(
     console.print(diff_view(patch.diff) if patch.diff else "(no change to the script)")
 
 
+def loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only (a loopback address, or localhost)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def serve(
     port: Annotated[int, typer.Option(help="port to listen on; 0 picks a free one")] = 8765,
     host: Annotated[
         str, typer.Option(help="address to bind; the default is reachable from this machine only")
     ] = "127.0.0.1",
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="allow a --host other machines can reach; the token then crosses the network in clear",
+        ),
+    ] = False,
 ) -> None:
     """Review runs in a browser: every run with its verdict, gain and decision; one run's report, patch and
     checks, its progress while it runs; Approve and Reject, which do exactly what `approve` and `reject` do.
@@ -157,13 +182,25 @@ def serve(
     from agent.review import web  # the web stack loads only for this command
 
     settings = config.load()
+    if not loopback(host) and not allow_remote:
+        fail(
+            f"--host {host} is reachable from other machines and the token would cross the network in clear "
+            f"(no TLS); add --allow-remote to serve there anyway, or keep the default 127.0.0.1"
+        )
     try:
         sock = web.bind(host, port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     token = web.new_token()
-    bound = sock.getsockname()[1]
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    address, bound = sock.getsockname()[:2]
+    shown = f"[{address}]" if ":" in address else address
+    if not loopback(host):
+        err.print(
+            f"warning: serving on {shown}, reachable from other machines: the token in the URL crosses the "
+            f"network in clear",
+            highlight=False,
+            markup=False,
+        )
     where = settings.reports_dir.resolve()
     console.print(
         f"serving {where} on http://{shown}:{bound}/?token={token}", highlight=False, soft_wrap=True

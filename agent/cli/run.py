@@ -1,5 +1,5 @@
-"""The commands that make and drive runs (tasks, plan, run, resume, report): the task and storage checks,
-which `study` shares, and the live view of a run in progress."""
+"""The commands that make and drive runs (tasks, plan, run, resume, report), with the task and storage
+checks that `study` shares."""
 
 from __future__ import annotations
 
@@ -8,26 +8,35 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.live import Live
 from rich.markdown import Markdown
-from rich.table import Table
 
 from agent import config, runs
+from agent.cli.live import drive_run
 from agent.cli.review import find_run
-from agent.cli.tables import console, fail, print_conclusion, print_json, print_report, print_table
+from agent.cli.tables import console, fail, print_json, print_report, print_table
 from agent.loop import drive as loop
-from agent.loop.drive import LoopEvent
 from agent.plan import planner
 from agent.plan.llm import errors_of
-from agent.report import render as reporting
 from agent.schemas import RunInfo
-from experiments import registry
+from experiments import registry, sandbox
 from experiments import storage as storages
 from experiments.program import discovered, is_program, parse_command
+from experiments.sandbox import BoxSpec
 from experiments.script import ScriptContractError
 from experiments.training import describe_device
 
 DEVICES = ("auto", "cpu", "cuda")
+# How task code is boxed: the same options on `run` and `study`.
+SandboxOption = Annotated[
+    str | None,
+    typer.Option(
+        help="auto: bubblewrap where it runs here (read-only system, no network), else a scrubbed "
+        "environment and limits; require: refuse without bubblewrap; off: no isolation (the report says so)"
+    ),
+]
+MemoryOption = Annotated[
+    int | None, typer.Option(help="address-space limit of each trial, in MB (default: a share of RAM)")
+]
 
 
 def tasks(
@@ -168,79 +177,23 @@ def check_storage(url: str | None) -> None:
         fail(str(exc))
 
 
-class LiveView:
-    """The run's live view: stage, round, trials done of the budget, best so far, elapsed and time left, and
-    a bar for the study in progress."""
-
-    def __init__(self) -> None:
-        self.event: LoopEvent | None = None
-        self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
-
-    def __enter__(self) -> LiveView:
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.live.__exit__(*exc)
-        if not console.is_terminal:  # a piped live view ends without its line break
-            console.line()
-
-    def update(self, event: LoopEvent) -> None:
-        if self.event is not None and event.stage != self.event.stage:
-            console.print(f"[dim]{self.event.stage} done ({self.event.elapsed_s:.0f} s)[/]")
-        self.event = event
-        self.live.update(self.render())
-
-    def render(self) -> Table:
-        e = self.event
-        grid = Table.grid(padding=(0, 2))
-        if e is None:
-            grid.add_row("[bold]starting[/]")
-            return grid
-        left = "-" if e.time_left_s is None else f"{e.time_left_s:.0f} s"
-        best = "-" if e.best is None else f"{e.best:.4f}"
-        rounds = f"{e.round}/{e.rounds}" if e.rounds else "-"
-        grid.add_row(
-            f"[bold]{e.stage}[/]",
-            f"round {rounds}",
-            f"trials {e.trials_done}/{e.trials_budget}",
-            f"best {best}",
-            f"elapsed {e.elapsed_s:.0f} s",
-            f"time left {left}",
-        )
-        if e.progress is not None:
-            p = e.progress
-            width = 30
-            filled = int(width * p.done / max(p.total, 1))
-            study_best = "-" if p.best is None else f"{p.best:.4f}"
-            grid.add_row(
-                f"  {e.label}",
-                "[green]" + "━" * filled + "[/][dim]" + "━" * (width - filled) + "[/]",
-                f"{p.done}/{p.total}",
-                f"best {study_best}",
-                f"pruned {p.pruned} failed {p.failed}",
-                f"retried {p.lost}" if p.lost else "",
-            )
-        return grid
+def load_boxed(**overrides: object) -> config.Settings:
+    """Settings with the box checked now: `--sandbox require` without bubblewrap is refused before anything
+    is created, with what to install."""
+    if overrides.get("sandbox") not in (None, "auto", "require", "off"):
+        fail(f"--sandbox takes auto, require or off, not {overrides['sandbox']!r}")
+    settings = config.load(**overrides)
+    sandbox_of(settings)
+    return settings
 
 
-def drive_run(folder: Path, settings: config.Settings) -> None:
-    """Drive a run to its end with the live view; print where it stopped if it did not get there."""
+def sandbox_of(settings: config.Settings, workers: int = 1, device: str = "cpu") -> str:
+    """What isolation task code gets here, as the report states it; fails for `require` without bubblewrap."""
+    spec = BoxSpec(mode=settings.sandbox, memory_limit_mb=settings.memory_limit_mb)
     try:
-        with LiveView() as view:
-            result = loop.drive(folder, settings, view.update, report=reporting.render)
-    except KeyboardInterrupt:
-        fail(f"interrupted; continue with `research-loop resume {folder.name}`", code=130)
-    except loop.LoopError as exc:
-        fail(f"{exc} (run folder: {folder}; `research-loop resume {folder.name}` continues after a fix)")
-    if result.stop_reason:
-        console.print(f"stopped: {result.stop_reason}", highlight=False)
-    print_conclusion(folder / reporting.DATA, folder / reporting.MARKDOWN, folder / reporting.HTML)
-    console.print(
-        f"review it, then:  research-loop approve {folder.name}   or   "
-        f"research-loop reject {folder.name} --reason '...'",
-        highlight=False,
-    )
+        return sandbox.isolation(spec, workers, cuda=device == "cuda").describe()
+    except sandbox.SandboxUnavailable as exc:
+        fail(str(exc))
 
 
 def run(
@@ -282,6 +235,16 @@ def run(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="seeds the samplers and the first training seed")] = 0,
+    sandbox: SandboxOption = None,
+    memory_limit_mb: MemoryOption = None,
+    trust_edits: Annotated[
+        bool,
+        typer.Option(
+            "--trust-edits",
+            help="let a model-written change run although it adds system imports, eval/exec or writes "
+            "outside the script's folder (read its patch.diff first)",
+        ),
+    ] = False,
 ) -> None:
     """From an idea to a report and a patch awaiting your approval: plan, patch, baseline, rounds of Optuna
     studies with analysis between them, finalists on the held-out split, report.
@@ -306,7 +269,19 @@ def run(
             fail(f"{name} must be at least 1")
     if timeout is not None and timeout <= 0:
         fail("--timeout must be a positive number of seconds")
-    settings = config.load(llm=llm, storage=storage, device=device)
+    settings = load_boxed(
+        llm=llm, storage=storage, device=device, sandbox=sandbox, memory_limit_mb=memory_limit_mb,
+        trust_edits=trust_edits or None,
+    )  # fmt: skip
+    for name, value, cap, setting in (
+        ("--trials", trials, settings.max_trials, "max_trials"),
+        ("--rounds", rounds, settings.max_rounds, "max_rounds"),
+    ):
+        if value is not None and value > cap:
+            fail(
+                f"{name} {value} is over the cap of {cap}; raise {setting} in research-loop.toml "
+                f"(or RESEARCH_LOOP_{setting.upper()}) to allow more"
+            )
     args: list[str] = []
     if command is not None:
         if script is not None:
@@ -334,7 +309,8 @@ def run(
         idea=idea, task=task, script=script.resolve() if script else None, script_args=args, metric=metric,
         trials=trials, rounds=rounds,
         timeout_s=timeout, workers=workers, seeds=seed_count, seeds_auto=seeds_auto, max_seeds=max_seeds,
-        seed=seed, device=device_kind, device_name=device_name,
+        seed=seed, device=device_kind, device_name=device_name, trust_edits=settings.trust_edits,
+        box=BoxSpec(mode=settings.sandbox, memory_limit_mb=settings.memory_limit_mb),
     )  # fmt: skip
     folder = loop.start(options, settings, ["research-loop", *map(storages.redact, sys.argv[1:])])
     console.print(f"run folder: [bold]{folder}[/]", highlight=False)
@@ -353,6 +329,11 @@ def resume(
         fail(f"{folder.name} is a `{info.kind}` run; only `research-loop run` runs can be resumed")
     if info.status in ("awaiting_approval", "approved", "rejected", "finished"):
         fail(f"{folder.name} already finished ({info.status}); see {folder / 'report.md'}")
+    if info.status in runs.LIVE and runs.driver_alive(info) is True:
+        fail(
+            f"{folder.name} is still running (process {info.owner}); wait for it to end, or stop it "
+            f"(Ctrl-C or kill) and resume then"
+        )
     console.print(f"resuming {folder.name} from stage {info.stage}", highlight=False)
     drive_run(folder, settings)
 

@@ -14,7 +14,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from agent import config, runs
 from agent.cli.review import find_run
-from agent.cli.run import DEVICES, check_storage, resolve_task, show_found
+from agent.cli.run import (
+    DEVICES,
+    MemoryOption,
+    SandboxOption,
+    check_storage,
+    load_boxed,
+    resolve_task,
+    sandbox_of,
+    show_found,
+)
 from agent.cli.tables import console, fail, print_report, print_study_summary
 from agent.loop import drive as loop
 from agent.schemas import RunInfo
@@ -66,6 +75,7 @@ def check_data(task: registry.Task) -> None:
 def run_stage(folder: Path, info: RunInfo, stage: str, work: Callable[[], T]) -> T:
     """Run one stage, recording in run.json where the run stopped if it is interrupted or fails."""
     info.status, info.stage = "running", stage
+    runs.claim(info)
     runs.save(folder, info)
     try:
         return work()
@@ -102,6 +112,8 @@ def study(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     trial_timeout: Annotated[float | None, typer.Option(help="seconds before one trial is stopped")] = None,
+    sandbox: SandboxOption = None,
+    memory_limit_mb: MemoryOption = None,
 ) -> None:
     """Tune a task with one Optuna study against its defaults; write a run folder with results.json.
 
@@ -119,7 +131,7 @@ def study(
         fail("--data-fraction must be in (0, 1]")
     if device not in DEVICES:
         fail(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    settings = config.load(storage=storage, device=device)
+    settings = load_boxed(storage=storage, device=device, sandbox=sandbox, memory_limit_mb=memory_limit_mb)
     the_task = resolve_task(task, script)
     if script is None:
         check_data(the_task)
@@ -142,12 +154,15 @@ def study(
         device=device_kind,
         data_fraction=data_fraction,
         trial_timeout_s=trial_timeout or settings.trial_timeout_s,
+        sandbox=settings.sandbox,
+        memory_limit_mb=settings.memory_limit_mb,
     )
     info = RunInfo(
         run_id=runs.new_run_id(the_task.name),
         command=["research-loop", *map(storages.redact, sys.argv[1:])],
         kind="study",
         task=the_task.name,
+        sandbox=sandbox_of(settings, workers, device_kind),
     )
     folder = runs.create(settings.reports_dir, info)
     url = settings.storage or str(folder / storages.JOURNAL_FILE)

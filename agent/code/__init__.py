@@ -5,6 +5,7 @@
 - `diffs`: unified diffs of the changed files
 - `checks`: the static checks a patch passes before it runs
 - `source`: a script's text and syntax tree, spliced without losing its formatting
+- `safety`: the static rules a model-written change passes before it runs
 """
 
-__all__ = ["checks", "coder", "diffs", "edits", "source"]
+__all__ = ["checks", "coder", "diffs", "edits", "safety", "source"]

@@ -1,4 +1,4 @@
-"""The checks a patch passes before anything runs it: paths, applies, compiles, contract, preflight.
+"""The checks a patch passes before anything runs it: paths, applies, compiles, safety, contract, preflight.
 
 They run in that order and stop at the first failure, whose reason is the one a person (or a model asked to
 repair its edit) needs; a later check on a patch that failed an earlier one would only report noise.
@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from agent.code.safety import check_safety
 from agent.schemas import CheckResult, CodePatch
 from experiments import entry
 from experiments.program import is_program
@@ -56,6 +57,8 @@ class Preflight:
     device: str = "cpu"
     timeout_s: float = PREFLIGHT_TIMEOUT_S
     data_fraction: float = PREFLIGHT_DATA_FRACTION
+    sandbox: str = "auto"
+    memory_limit_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Subject:
     original: Mapping[str, str]
     workspace: Path
     search: list[str] = field(default_factory=list)
+    trusted: bool = False  # --trust-edits: the person read the change and lets it run
 
 
 def check_paths(s: Subject) -> CheckResult:
@@ -167,6 +171,11 @@ def preflight(script: Path, how: Preflight) -> CheckResult:
             how.device,
             "--metric",
             how.metric,
+            "--sandbox",
+            how.sandbox,
+            "--timeout-s",
+            str(how.timeout_s),
+            *(["--memory-limit-mb", str(how.memory_limit_mb)] if how.memory_limit_mb else []),
         ]
         started = time.monotonic()
         # its own process group, so that a plain script it runs as a subprocess is killed with it
@@ -208,6 +217,7 @@ def run_checks(s: Subject, script: Path | None = None, how: Preflight | None = N
         lambda: check_paths(s),
         lambda: check_applies(s),
         lambda: check_compiles(s),
+        lambda: check_safety(dict(s.patch.files), dict(s.original), s.trusted),
         lambda: check_contract(s),
     ]
     if how is not None and script is not None:

@@ -36,9 +36,11 @@ from agent.config import Settings
 from agent.plan import llm as llms
 from agent.plan.structured import ask, render_messages, schema_json
 from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit
+from experiments import seal as seals
 from experiments.program import is_program
 from experiments.records import Direction, Model
 from experiments.registry import Task
+from experiments.runner import workspace_sha256
 from experiments.script import BLOCK_END, BLOCK_START
 
 PATCH_JSON = "patch.json"
@@ -72,6 +74,7 @@ class PatchRecord(BaseModel):
     patch: CodePatch
     final: CodePatch | None = None
     final_params: dict[str, Any] = Field(default_factory=dict)
+    trusted: bool = Field(default=False, description="the run was started with --trust-edits")
 
 
 @dataclass(frozen=True)
@@ -182,11 +185,13 @@ def propose_patch(
         metric=task.metric.name,
         device=settings.device,
         timeout_s=min(PREFLIGHT_TIMEOUT_S, settings.trial_timeout_s),
+        sandbox=settings.sandbox,
+        memory_limit_mb=settings.memory_limit_mb,
     )
 
     def check(patch: CodePatch) -> CodePatch:
         script.write_text(patch.files.get(name, original))
-        subject = Subject(patch, {name: original}, script.parent, search)
+        subject = Subject(patch, {name: original}, script.parent, search, settings.trust_edits)
         return patch.model_copy(update={"checks": run_checks(subject, script, how)})
 
     job = _Job(
@@ -214,6 +219,7 @@ def propose_patch(
         metric=task.metric.name,
         search=search,
         patch=patch,
+        trusted=settings.trust_edits,
     )
     save_record(run_folder, record)
     (run_folder / PATCH_DIFF).write_text(patch.diff)
@@ -285,11 +291,12 @@ def save_record(run_folder: Path, record: PatchRecord) -> None:
     runs.write_atomic(run_folder / PATCH_JSON, record.model_dump_json(indent=2))
 
 
-def finalize_patch(run_folder: Path, best_params: Mapping[str, Any]) -> CodePatch:
+def finalize_patch(run_folder: Path, best_params: Mapping[str, Any], url: str) -> CodePatch:
     """The run's code change with `best_params` written in as the block's defaults: exactly what was measured.
 
     Stored as `final` in patch.json and replaces patch.diff (the proposed diff stays in patch.json's `patch`);
-    `approve` applies it. The static checks run again; the
+    `approve` applies it, after checking it against the seal written here into the run's storage `url`.
+    The static checks run again; the
     preflight does not, since only literal defaults changed and the trials already ran this code.
     """
     record = load_record(run_folder)
@@ -303,8 +310,21 @@ def finalize_patch(run_folder: Path, best_params: Mapping[str, Any]) -> CodePatc
     values = ", ".join(f"{k}={v!r}" for k, v in best_params.items())
     why = f"{record.patch.rationale}; defaults set to the best measured values ({values or 'none'})"
     final = build_patch(record.script, record.original, text, why)
-    subject = Subject(final, {record.script: record.original}, run_folder / WORKSPACE, record.search)
+    subject = Subject(
+        final, {record.script: record.original}, run_folder / WORKSPACE, record.search, record.trusted
+    )
     final = final.model_copy(update={"checks": run_checks(subject)})
     save_record(run_folder, record.model_copy(update={"final": final, "final_params": dict(best_params)}))
     (run_folder / PATCH_DIFF).write_text(final.diff)
+    seals.write(
+        url,
+        run_folder.name,
+        seals.Seal(
+            script=record.script,
+            workspace_sha256=workspace_sha256(run_folder / WORKSPACE),
+            final_sha256=sha256(text),
+            diff_sha256=final.sha256,
+            params=dict(best_params),
+        ),
+    )
     return final

@@ -29,11 +29,12 @@ from agent.loop.sequential import more_seeds
 from agent.plan import planner
 from agent.results import Ablation, AblationRow, RoundResult, RunResult
 from agent.schemas import Arm, ExperimentPlan, RunInfo
-from experiments import data, entry, registry
+from experiments import data, entry, registry, sandbox
 from experiments import storage as storages
 from experiments.records import TrialRecord
 from experiments.registry import Task
 from experiments.results import Progress
+from experiments.sandbox import BoxSpec
 from experiments.tuning import TuningConfig, best_of, evaluate, prepare_workspaces
 
 OPTIONS_FILE = "options.json"
@@ -63,6 +64,8 @@ class LoopOptions(BaseModel):
     device: str = "cpu"
     device_name: str = ""
     storage: str | None = Field(default=None, description="never stored with a password; see `save_options`")
+    box: BoxSpec = Field(default_factory=BoxSpec, description="how task code is boxed, the same on resume")
+    trust_edits: bool = Field(default=False, description="--trust-edits: a model's risky change may run")
 
 
 class LoopEvent(BaseModel):
@@ -98,11 +101,13 @@ class Loop:
     # -- bookkeeping -------------------------------------------------------------------------------------
     def stage(self, name: str) -> None:
         self.info.status, self.info.stage = "running", name
+        runs.claim(self.info)
         runs.save(self.folder, self.info)
         self.emit(name)
 
     def emit(self, stage: str, label: str = "", progress: Progress | None = None, message: str = "") -> None:
         elapsed = time.monotonic() - self.started
+        runs.beat(self.folder, self.info)
         self.on_event(
             LoopEvent(
                 stage=stage,
@@ -178,6 +183,8 @@ class Loop:
             device=self.options.device,
             trial_timeout_s=plan.budget.trial_timeout_s,
             compression=plan.compression,
+            sandbox=self.settings.sandbox,
+            memory_limit_mb=self.settings.memory_limit_mb,
         ).model_copy(update=update)
 
     def baseline(self, plan: ExperimentPlan, task: Task) -> list[TrialRecord]:
@@ -277,11 +284,21 @@ def drive(
     renders the run folder's report, the last stage (it comes after the loop, so the caller passes it)."""
     info = runs.load(folder)
     options = load_options(folder)
+    # the box and the trust the run started with hold on resume, whatever the settings say now
+    settings = settings.model_copy(
+        update={
+            "sandbox": options.box.mode,
+            "memory_limit_mb": options.box.memory_limit_mb,
+            "trust_edits": options.trust_edits,
+        }
+    )
     loop = Loop(folder, info, options, settings, storage_url(folder, info, settings))
     if on_event:
         loop.on_event = on_event
     try:
         plan = loop.plan()
+        cuda = options.device == "cuda"
+        info.sandbox = sandbox.isolation(options.box, plan.budget.workers, cuda).describe()
         task = loop.task(plan)
         arms = plan.arm_list()
         # the search's trials, and the matched round's: each arm at every other arm's best
@@ -322,7 +339,7 @@ def drive(
             loop.stage("finalize")
             # the shared conditions (a data set, a training-set cap) set the experiment, not the change
             changed = {k: v for k, v in run_result.best.params.items() if k not in plan.conditions}
-            coder.finalize_patch(folder, changed)
+            coder.finalize_patch(folder, changed, loop.url)
         loop.stage("report")
         report(folder, settings)
     except KeyboardInterrupt:

@@ -78,7 +78,8 @@ def check_idea(idea: str) -> str:
             f"U+{ord(ch):04X}"
             for ch in text
             if ch == "\ufffd"
-            or (unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in _ALLOWED_CONTROLS)
+            # Cf: bidirectional overrides and zero-width characters, which make shown text differ from read text
+            or (unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") and ch not in _ALLOWED_CONTROLS)
         }
     )
     if bad:

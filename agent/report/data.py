@@ -81,6 +81,7 @@ class Reproducibility(Model):
     dataset: str
     dataset_description: str
     storage: str
+    sandbox: str = ""
     studies: list[str]
     verified: bool
     verification: str
@@ -224,6 +225,7 @@ def _failed_run(folder: Path, info: RunInfo) -> ReportData:
             dataset="unknown",
             dataset_description="",
             storage=storages.redact(info.storage),
+            sandbox=info.sandbox,
             studies=[],
             verified=False,
             verification="the run has no results.json to check against storage",
@@ -366,6 +368,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
             else "as loaded by the script",
             dataset_description=task.description if task else "",
             storage=storages.redact(view.storage or info.storage),
+            sandbox=info.sandbox,
             studies=studies,
             verified=url is not None,
             verification=verification,

@@ -6,6 +6,7 @@
 - `pages`: its pages
 - `mlflow`: export of a run to MLflow's file store
 - `dashboards`: links to Optuna Dashboard and TensorBoard
+- `measured`: the patch approve may write, rebuilt from what the run measured
 """
 
-__all__ = ["dashboards", "history", "mlflow", "pages", "review", "web"]
+__all__ = ["dashboards", "history", "measured", "mlflow", "pages", "review", "web"]

@@ -78,7 +78,7 @@ def overview(reports_dir: Path) -> list[RunRow]:
             RunRow(
                 run_id=info.run_id,
                 idea=info.idea or f"{info.kind} of {info.task or 'a script'}",
-                status=info.status,
+                status=runs.shown_status(info),
                 metric=metric,
                 gain=gain,
                 conclusion=_conclusion(folder),

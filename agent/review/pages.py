@@ -26,7 +26,6 @@ from experiments import results
 from experiments import storage as storages
 from experiments.records import Model
 
-LIVE = ("created", "running")
 _COUNTS = {"complete", "pruned", "failed", "running", "waiting", "best"}
 
 
@@ -77,7 +76,7 @@ class RunProgress(Model):
 
     @property
     def live(self) -> bool:
-        return self.status in LIVE
+        return self.status in runs.LIVE
 
 
 class RunPage(Model):
@@ -105,7 +104,7 @@ def storage_of(folder: Path, info: RunInfo, settings: Settings) -> str | None:
 def progress(folder: Path, settings: Settings) -> RunProgress:
     info = runs.load(folder)
     out = RunProgress(
-        status=info.status, stage=info.stage, elapsed_s=(utcnow() - info.created).total_seconds()
+        status=runs.shown_status(info), stage=info.stage, elapsed_s=(utcnow() - info.created).total_seconds()
     )
     url = storage_of(folder, info, settings)
     if url is None:
@@ -136,7 +135,7 @@ def run_page(folder: Path, settings: Settings, img: Callable[[str], str]) -> Run
             page.report_html = reporting.to_html_body(page.report, img)
         except reporting.ReportError as exc:
             page.report_note = str(exc)
-    elif info.status in LIVE:
+    elif runs.shown_status(info) in runs.LIVE:
         page.report_note = "the report is written when the run finishes"
     else:
         page.report_note = f"no report yet: `research-loop report {info.run_id}` renders it"
@@ -155,7 +154,7 @@ def run_page(folder: Path, settings: Settings, img: Callable[[str], str]) -> Run
         page.decision = decision_of(folder, info.run_id)
     except review.Refused as exc:
         page.ledger_note = str(exc)
-    if info.status in LIVE:
+    if runs.shown_status(info) in runs.LIVE:
         page.progress = progress(folder, settings)
     return page
 

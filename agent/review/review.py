@@ -19,7 +19,11 @@ from pydantic import ValidationError
 from agent import runs
 from agent.code.coder import PatchError, PatchRecord, load_record
 from agent.code.diffs import sha256, unified_diff
+from agent.config import Settings
+from agent.loop.drive import LoopError, storage_url
+from agent.review.measured import Mismatch, measured_patch
 from agent.schemas import CodePatch, Decision, RunInfo
+from experiments import storage as storages
 from experiments.program import SAME_SPLIT
 from experiments.records import Comparison
 
@@ -147,8 +151,14 @@ def _work_tree(target: Path) -> Path:
     return Path(proc.stdout.strip()).resolve()
 
 
-def approve(run_folder: Path, commit: bool = False) -> Decision:
-    """Apply the run's final patch to its target with git (and commit it on a new branch with `commit`)."""
+def approve(
+    run_folder: Path, commit: bool = False, trusted: bool = False, settings: Settings | None = None
+) -> Decision:
+    """Apply the run's final patch to its target with git (and commit it on a new branch with `commit`).
+
+    The patch is the one rebuilt from the measured workspace and checked against the seal in the run's
+    storage (agent.review.measured), never patch.json's text as it stands; `trusted` (--trust-edits) lets a
+    change through the safety rules, which run again here."""
     info = _undecided(run_folder)
     if info.status not in APPROVABLE:
         raise Refused(
@@ -165,9 +175,11 @@ def approve(run_folder: Path, commit: bool = False) -> Decision:
             f"run {info.run_id} has no final patch (its study never finished with a best configuration); "
             f"only measured code can be approved"
         )
-    failed = [c for c in final.checks if not c.passed]
-    if failed:
-        raise Refused(f"the final patch failed its {failed[0].name} check: {failed[0].detail}")
+    try:
+        url = storage_url(run_folder, info, settings or Settings())
+        final = measured_patch(run_folder, record, url, trusted)
+    except (Mismatch, LoopError, storages.StorageUnavailable) as exc:
+        raise Refused(str(exc)) from None
     if not final.diff:
         raise Refused(
             "the final patch changes nothing (the script's own defaults were best); reject the run instead"

@@ -234,7 +234,7 @@ class Site:
 
     async def approve(self, request: Request) -> Response:
         form = await self._form(request, ApproveForm)
-        return await self._decision(request, review.approve, form.commit)
+        return await self._decision(request, review.approve, form.commit, False, self.settings)
 
     async def reject(self, request: Request) -> Response:
         form = await self._form(request, RejectForm)

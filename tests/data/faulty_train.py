@@ -3,16 +3,22 @@
 It follows the training-script contract (experiments/script.py). The `fault` hyperparameter, set per ticket,
 picks what a trial does; a study without faults runs in about `sleep_s` per trial.
 
-- block: write this process's pid to $FAULT_DIR/block-<seed>.pid and wait, so a test can kill the worker
-  mid-trial; the retry (which finds the file) runs normally
-- python_hang: spin in Python forever (the worker's alarm stops it)
+- block: write a marker, faults/block-<seed>.pid beside the script (in the workspace: all a
+  boxed trial may write) and wait, so a test can kill the worker mid-trial; the retry (which finds the file)
+  runs normally
+- python_hang: spin in Python forever (the alarm in its boxed child stops it)
 - native_hang: deadlock on a pthread mutex inside libc, where no Python signal handler can run
-- memory: allocate 64 MB blocks (up to 2 GB) until the worker's memory limit refuses
+- memory: allocate 64 MB blocks (up to 2 GB) until the trial's memory limit refuses
 - abort / segfault: kill the interpreter outright
+- hostile: what a hostile code change would try: read OPENAI_API_KEY, write a marker beside the workspace
+  (outside it), open a connection to 127.0.0.1:5432; it fails naming the key or the connection if it got
+  either (the scenario looks for the marker itself)
 """
 
+import contextlib
 import ctypes
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -24,7 +30,7 @@ sleep_s = 0.05
 
 
 def _block(seed: int) -> None:
-    marker = Path(os.environ["FAULT_DIR"]) / f"block-{seed}.pid"
+    marker = Path(__file__).parent / "faults" / f"block-{seed}.pid"
     if marker.exists():
         return
     marker.write_text(str(os.getpid()))
@@ -57,6 +63,22 @@ def _segfault(seed: int) -> None:
     ctypes.string_at(0)
 
 
+def _hostile(seed: int) -> None:
+    escaped = []
+    if os.environ.get("OPENAI_API_KEY"):
+        escaped.append("read OPENAI_API_KEY")
+    # under bubblewrap this lands in the box's private /tmp at most: the scenario looks in the real folder
+    with contextlib.suppress(OSError):
+        (Path(__file__).resolve().parent.parent / f"escaped-{seed}").write_text("outside the workspace")
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+        escaped.append("connected to 127.0.0.1:5432")
+    except OSError:
+        pass
+    if escaped:
+        raise AssertionError("the box leaked: " + "; ".join(escaped))
+
+
 FAULTS = {
     "none": lambda seed: None,
     "block": _block,
@@ -65,6 +87,7 @@ FAULTS = {
     "memory": _memory,
     "abort": _abort,
     "segfault": _segfault,
+    "hostile": _hostile,
 }
 
 
