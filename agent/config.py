@@ -47,6 +47,26 @@ class Settings(BaseSettings):
     max_rounds: int = Field(default=5, ge=1)
     max_tokens: int = Field(default=200_000, ge=1, description="cap on LLM tokens for one run")
     llm_repairs: int = Field(default=2, ge=0, description="times an invalid LLM answer is sent back")
+    llm_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        description="seconds one LLM answer may take; sized for hosted APIs: a local model on a CPU can need "
+        "minutes (e.g. 900)",
+    )
+    llm_answer_tokens: int = Field(
+        default=1024, ge=64, description="the most tokens one LLM answer may have: the room a prompt leaves"
+    )
+    llm_context_tokens: int | None = Field(
+        default=None,
+        ge=512,
+        description="the model's context window when its server does not report one (llama.cpp and Ollama "
+        "do); a prompt that does not fit with its answer is refused before it is sent",
+    )
+    llm_structured: Literal["auto", "json_schema", "json_object", "tools", "text"] = Field(
+        default="auto",
+        description="how an answer is constrained: auto tries a JSON-schema response format where the API "
+        "has one, then a forced tool call, then JSON in plain text",
+    )
     trial_timeout_s: float = Field(default=600, gt=0)
     sandbox: Literal["auto", "require", "off"] = Field(
         default="auto",

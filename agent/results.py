@@ -11,7 +11,7 @@ from pydantic import Field
 from agent.schemas import ArmRole, ExperimentPlan, Setting
 from experiments.records import Comparison, Cost, Model, StudyResult, TrialRecord
 
-ArmVerdict = Literal["better", "no detectable difference", "worse", "failed"]
+ArmVerdict = Literal["better", "no detectable difference", "worse", "not measurable", "failed"]
 FindingKind = Literal["importance", "edge", "under_explored", "pruning_bias", "no_gain", "identical_metrics"]
 
 
@@ -78,6 +78,17 @@ class Ablation(Model):
     skipped: list[str] = Field(default_factory=list, description="differences not ablated (over the cap)")
 
 
+class PatchChange(Model):
+    """One value the patch's candidate changes from the patched script's defaults, and whether the final patch
+    writes it: only what the evidence supports goes into the script (agent.analyse.evidence)."""
+
+    param: str
+    reference: Setting | None = Field(description="the patched script's default, which stays when left out")
+    candidate: Setting | None
+    carried: bool
+    reason: str
+
+
 class RunResult(Model):
     """results.json of `research-loop run`: every round, then the finalists on the held-out split."""
 
@@ -98,6 +109,9 @@ class RunResult(Model):
         description="the shared values every arm was compared at; empty: each arm at its own best",
     )
     ablation: Ablation | None = None
+    patch_changes: list[PatchChange] = Field(
+        default_factory=list, description="the candidate's changes, each carried by the final patch or not"
+    )
     seeds_used: int = Field(default=0, description="seeds of the final comparison")
     looks: int = Field(default=1, description="sequential looks the comparison is corrected for")
     stopping: str = Field(default="", description="why the final comparison has this many seeds")

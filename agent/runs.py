@@ -7,10 +7,14 @@ resumed and a reviewer can trace every number back to the storage inside it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import socket
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from pydantic import ValidationError
 from agent.schemas import RunInfo
 
 RUN_FILE = "run.json"
+LOG_FILE = "run.log"
 # How often a driving process refreshes run.json's heartbeat, and how old one may be before a run driven from
 # another machine counts as interrupted (on this machine the process itself is asked).
 HEARTBEAT = timedelta(seconds=30)
@@ -135,3 +140,23 @@ def driver_alive(info: RunInfo) -> bool | None:
 def shown_status(info: RunInfo) -> str:
     """The status to show: a live run whose driving process died is `interrupted`, whatever run.json says."""
     return "interrupted" if info.status in LIVE and driver_alive(info) is False else info.status
+
+
+@contextmanager
+def library_warnings(folder: Path) -> Iterator[Path]:
+    """While a run is driven, the libraries' warnings (Optuna's UserWarning on too few trials for importances,
+    its log messages) go to the run folder's run.log: they are about the run and belong beside it, while the
+    terminal keeps the tool's own lines."""
+    path = folder / LOG_FILE
+    optuna_log = logging.getLogger("optuna")
+    with path.open("a") as log, warnings.catch_warnings():
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        kept, optuna_log.handlers = optuna_log.handlers, [handler]
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.write(
+            warnings.formatwarning(message, category, filename, lineno, line)
+        )
+        try:
+            yield path
+        finally:
+            optuna_log.handlers = kept

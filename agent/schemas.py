@@ -16,7 +16,7 @@ from experiments.records import Compression, Metric, Model, SearchParam
 
 SamplerName = Literal["random", "grid", "tpe", "gp", "cmaes", "qmc", "default"]
 PrunerName = Literal["none", "median", "hyperband"]
-Conclusion = Literal["improved", "no significant change", "worse", "failed"]
+Conclusion = Literal["improved", "no significant change", "worse", "not measurable", "failed"]
 
 
 def utcnow() -> datetime:

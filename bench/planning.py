@@ -3,93 +3,50 @@
 Each idea in bench/planning_ideas.py (comparisons, techniques the scripts lack, data sets, budgets,
 non-English ideas, prompt-injection attempts) goes through `planner.make_plan`, exactly as `research-loop plan`
 sends it, once for the offline rules and once for each `--llm` model (default: the configured `llm` setting,
-when it is not offline). A plan is scored on: valid on the first answer, repairs used, the right task, arms
-that match the question, named conditions honoured or listed under `not_done`, and injected requests ignored
-(the rules are in bench/planning_ideas.py).
+when it is not offline) in each `--structured` answer format. A plan is scored on: valid on the first answer,
+valid after repairs, refused; the right task, arms that match the question, named conditions honoured or listed
+under `not_done`, injected requests ignored (the rules are in bench/planning_ideas.py); seconds, tokens (as the
+plan records them: the server's count, or the estimate where its stream carries none) and the first prompt's
+size by the model's own tokenizer where its server offers one; the 1-minute load average after each plan.
 
-For a model, the bench also measures free-form code edits (exact search/replace blocks) on the task scripts:
-how often the edit passes every check (paths, applies, compiles, contract, one-batch preflight) on the first
-answer and after the repairs `llm_repairs` allows. Offline there are no free-form edits, so that part is
+For a model, the bench also makes free-form code edits (exact search/replace blocks) on the task scripts and
+the example plain scripts (bench/planning_edits.py). Offline there are no free-form edits, so that part is
 reported as not measured.
 
     python bench/planning.py                                      # the offline planner
     python bench/planning.py --llm anthropic:claude-sonnet-4-5    # and a model (ANTHROPIC_API_KEY set)
-    RESEARCH_LOOP_BASE_URL=http://localhost:11434/v1 python bench/planning.py --llm openai-compatible:qwen2.5:7b
+    RESEARCH_LOOP_BASE_URL=http://127.0.0.1:8089/v1 RESEARCH_LOOP_LLM_TIMEOUT_S=900 \
+        python bench/planning.py --llm openai-compatible:qwen2.5-coder-1.5b    # a local llama.cpp server
+    python bench/planning.py --llm openai-compatible:qwen2.5-coder-1.5b --structured tools --ideas 1,2 \
+        --no-edits --results planning-tools.md                   # one answer format on two ideas
     python bench/planning.py --smoke                              # two ideas: plumbing only
 """
 
 from __future__ import annotations
 
+import os
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import common
+import httpx
 from langchain_core.tracers.context import collect_runs
-from langchain_core.tracers.schemas import Run
+from planning_edits import EDITS, EditOutcome, answers_in, edit_scripts, edit_table
 from planning_ideas import IDEAS, Idea, Score, score
 
 from agent import config
-from agent.code import coder
 from agent.config import Settings
-from agent.plan import planner
+from agent.plan import planner, structured
 from agent.plan.rules import PlanError
-from agent.schemas import CodeChangeIntent, ExperimentPlan
-from experiments import registry
-from experiments.records import SearchParam
+from agent.schemas import ExperimentPlan, TokenUsage
 
 OFFLINE = "offline"
 SMOKE_IDEAS = (0, 17)  # a comparison and an injection attempt
 IDEA_CHARS = 70
-
-
-@dataclass(frozen=True)
-class EditCase:
-    """A free-form change to one task's script, and what the study would then search."""
-
-    task: str
-    target: str
-    change: str
-    search: SearchParam
-
-
-EDITS: tuple[EditCase, ...] = (
-    EditCase(
-        "digits-cnn",
-        "activation",
-        "use GELU instead of ReLU after each convolution",
-        SearchParam(name="learning_rate", kind="float", low=1e-4, high=1e-2, log=True),
-    ),
-    EditCase(
-        "digits-cnn",
-        "grad_clip",
-        "clip the gradient norm before each optimizer step at a new block hyperparameter `grad_clip` "
-        "(0 means no clipping; default 0.0)",
-        SearchParam(name="grad_clip", kind="float", low=0.1, high=5.0),
-    ),
-    EditCase(
-        "tabular-mlp",
-        "activation",
-        "make the hidden activation a block hyperparameter `activation` choosing among relu, gelu and tanh "
-        "(default relu)",
-        SearchParam(name="activation", kind="categorical", choices=["relu", "gelu", "tanh"]),
-    ),
-    EditCase(
-        "tabular-mlp",
-        "batch_norm",
-        "add batch normalization after each hidden linear layer, switched by a new block hyperparameter "
-        "`batch_norm` (default False)",
-        SearchParam(name="batch_norm", kind="categorical", choices=[False, True]),
-    ),
-    EditCase(
-        "lstm-sentiment",
-        "bidirectional",
-        "make the LSTM bidirectional when a new block hyperparameter `bidirectional` is True (default False)",
-        SearchParam(name="bidirectional", kind="categorical", choices=[False, True]),
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -101,30 +58,46 @@ class Outcome:
     wall_s: float
     score: Score | None = None
     refusal: str = ""
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    prompt_tokens: int | None = None  # the first prompt, by the model's own tokenizer
+    load: float = 0.0
 
     @property
     def first_valid(self) -> bool:
         return self.score is not None and self.answers <= 1
 
 
-@dataclass(frozen=True)
-class EditOutcome:
-    case: EditCase
-    answers: int
-    passed: bool
-    failed: str  # the first failed check, or why no patch was made
-
-
-def answers_in(runs: Sequence[Run]) -> int:
-    """Chat-model calls that came back with an answer, anywhere in the traced runs (a 400 is not one)."""
-    return sum((r.run_type == "llm" and r.error is None) + answers_in(r.child_runs) for r in runs)
+def tokenizer_count(settings: Settings, texts: Sequence[str]) -> int | None:
+    """How many tokens the model's own tokenizer makes of `texts`, where its server offers a tokenizer
+    (llama-cpp-python's /extras/tokenize/count, llama.cpp's /tokenize); None elsewhere. The chat template's
+    few role markers are not counted."""
+    if not settings.base_url:
+        return None
+    root = settings.base_url.rstrip("/").removesuffix("/v1")
+    total = 0
+    with httpx.Client(timeout=30) as client:
+        for text in texts:
+            try:
+                reply = client.post(f"{root}/extras/tokenize/count", json={"input": text})
+                if reply.status_code != 200:
+                    reply = client.post(f"{root}/tokenize", json={"content": text})
+                body = reply.json() if reply.status_code == 200 else {}
+            except (httpx.HTTPError, ValueError):
+                return None
+            count = body.get("count", len(body.get("tokens") or []))
+            if not count:
+                return None
+            total += count
+    return total
 
 
 def plan_ideas(ideas: Sequence[Idea], settings: Settings, label: str) -> list[Outcome]:
     """Each idea through the planner `settings` name, scored; a refusal is an outcome, not a crash. The
     model's answers are counted from LangChain's own trace of the calls, so repairs are seen as they happened."""
     outcomes = []
+    model = settings.llm != OFFLINE
     for number, idea in enumerate(ideas, 1):
+        prompt = planner.plan_prompt(idea.text, settings) if model else []
         started = time.monotonic()
         with collect_runs() as runs:
             try:
@@ -138,41 +111,11 @@ def plan_ideas(ideas: Sequence[Idea], settings: Settings, label: str) -> list[Ou
             time.monotonic() - started,
             None if plan is None else score(idea, plan),
             refusal,
+            TokenUsage() if plan is None else plan.usage,
+            tokenizer_count(settings, [str(m.content) for m in prompt]) if model else None,
+            os.getloadavg()[0],
         )
-        print(f"[{label} {number}/{len(ideas)}] {_verdict(outcome)}", flush=True)
-        outcomes.append(outcome)
-    return outcomes
-
-
-def edit_scripts(cases: Sequence[EditCase], settings: Settings, root: Path, label: str) -> list[EditOutcome]:
-    """Each free-form change through `coder.propose_patch`, as a run makes it: the model's search/replace
-    blocks, the checks (preflight included) and the repairs; the task's own script is only read."""
-    outcomes = []
-    for number, case in enumerate(cases, 1):
-        task = registry.get(case.task)
-        plan = ExperimentPlan(
-            title=case.change,
-            idea=case.change,
-            objective="a free-form code change",
-            hypothesis="the edit passes every check",
-            task=case.task,
-            search_space=[case.search],
-            metric=task.metric,
-            code_changes=[CodeChangeIntent(kind="free_form", target=case.target, description=case.change)],
-        )
-        with collect_runs() as runs:
-            try:
-                patch = coder.propose_patch(plan, task, root / f"edit-{number}", settings)
-                failed = next((f"{c.name}: {c.detail}" for c in patch.checks if not c.passed), "")
-                passed = patch.checks_passed
-            except coder.PatchError as exc:
-                passed, failed = False, str(exc)
-        outcome = EditOutcome(case, answers_in(runs.traced_runs), passed, failed)
-        print(
-            f"[{label} edit {number}/{len(cases)}] {case.task} {case.target}: {outcome.answers} answers, "
-            f"{'passed' if passed else 'failed'}",
-            flush=True,
-        )
+        print(f"[{label} {number}/{len(ideas)}] {_verdict(outcome)} ({outcome.wall_s:.0f} s)", flush=True)
         outcomes.append(outcome)
     return outcomes
 
@@ -196,35 +139,56 @@ def share(k: int, n: int) -> str:
     return f"{k}/{n}" if n else "—"
 
 
-def summary_row(label: str, outcomes: list[Outcome], model: bool) -> list[object]:
+def _spread(values: Sequence[float], digits: int = 0) -> str:
+    return f"{statistics.mean(values):.{digits}f} / {max(values):.{digits}f}" if values else "—"
+
+
+def summary_row(label: str, mode: str, outcomes: list[Outcome], model: bool) -> list[object]:
     made = [o for o in outcomes if o.score is not None]
     scores = [o.score for o in made if o.score is not None]
     results = [r for s in scores for _, r in s.conditions]
     attacks = [o for o in outcomes if o.idea.injection]
     ignored = sum(o.score is not None and not o.score.followed for o in attacks)
+    n = len(outcomes)
+    counted = [o.prompt_tokens for o in outcomes if o.prompt_tokens is not None]
     return [
         label,
-        share(len(made), len(outcomes)),
-        share(sum(o.first_valid for o in outcomes), len(outcomes)),
-        sum(max(o.answers - 1, 0) for o in made) if model else "—",
-        share(sum(s.task for s in scores), len(outcomes)),
-        share(sum(s.arms for s in scores), len(outcomes)),
+        mode,
+        share(len(made), n),
+        share(sum(o.first_valid for o in outcomes), n),
+        share(sum(o.answers > 1 for o in made), n) if model else "—",
+        share(n - len(made), n),
+        share(sum(s.task for s in scores), n),
+        share(sum(s.arms for s in scores), n),
         f"{results.count('honoured')} / {results.count('listed')} / {results.count('missed')}",
         share(ignored, len(attacks)),
-        f"{sum(o.wall_s for o in outcomes):.1f}",
+        _spread([o.wall_s for o in outcomes], 1),
+        _spread(counted) if model else "—",
+        _spread([o.usage.input_tokens for o in made])
+        + " in; "
+        + _spread([o.usage.output_tokens for o in made])
+        + " out"
+        if model and made
+        else "—",
+        f"{statistics.mean(o.load for o in outcomes):.1f}",
     ]
 
 
 SUMMARY_COLUMNS = [
     "planner",
+    "answer format",
     "plans made",
     "valid on the first answer",
-    "repairs used",
+    "valid after repairs",
+    "refused",
     "right task",
     "arms match the question",
     "conditions honoured / listed as not done / missed",
     "injections ignored",
-    "wall s",
+    "s per plan (mean / max)",
+    "first prompt's tokens, model's tokenizer (mean / max)",
+    "tokens per plan, recorded (mean / max)",
+    "load (mean)",
 ]
 
 
@@ -233,8 +197,10 @@ def idea_rows(outcomes: list[Outcome], model: bool) -> list[list[object]]:
     for number, o in enumerate(outcomes, 1):
         text = o.idea.text if len(o.idea.text) <= IDEA_CHARS else o.idea.text[: IDEA_CHARS - 1] + "…"
         text = text.replace("|", "\\|")
+        cost = f"{o.wall_s:.0f} s, {o.usage.input_tokens} / {o.usage.output_tokens} tokens, load {o.load:.1f}"
         if o.score is None:
-            rows.append([number, o.idea.kind, text, "**refused**", "—", "—", "—", "—", "—", o.refusal[:200]])
+            refusal = o.refusal[:200].replace("|", "\\|")
+            rows.append([number, o.idea.kind, text, "**refused**", "—", "—", "—", "—", "—", refusal, cost])
             continue
         s = o.score
         rows.append(
@@ -252,6 +218,7 @@ def idea_rows(outcomes: list[Outcome], model: bool) -> list[list[object]]:
                 if o.idea.injection
                 else "—",
                 s.arms_detail,
+                cost if model else "—",
             ]
         )
     return rows
@@ -268,39 +235,12 @@ IDEA_COLUMNS = [
     "conditions",
     "injection",
     "arms found",
+    "time, tokens in / out, load",
 ]
 
 
-def edit_table(outcomes: list[EditOutcome]) -> str:
-    rows = [
-        [
-            o.case.task,
-            o.case.change.replace("|", "\\|"),
-            o.answers,
-            yes(o.passed and o.answers == 1),
-            yes(o.passed),
-            o.failed[:160].replace("|", "\\|").replace("\n", " ") or "—",
-        ]
-        for o in outcomes
-    ]
-    first = sum(o.passed and o.answers == 1 for o in outcomes)
-    after = sum(o.passed for o in outcomes)
-    columns = [
-        "task",
-        "change",
-        "answers",
-        "passed on the first answer",
-        "passed after repairs",
-        "failed check",
-    ]
-    return (
-        f"Passed every check on the first answer: {first}/{len(outcomes)}; after repairs: {after}/{len(outcomes)}.\n\n"
-        + common.table(columns, rows)
-    )
-
-
 def render(
-    runs: list[tuple[str, list[Outcome]]],
+    runs: list[tuple[str, str, list[Outcome]]],
     edits: list[tuple[str, list[EditOutcome]]],
     settings: Settings,
     n_ideas: int,
@@ -308,29 +248,35 @@ def render(
     parts = [
         common.header("Plan quality on fixed ideas", common.command_line()),
         f"\n{n_ideas} ideas (bench/planning_ideas.py) through `planner.make_plan`, as `research-loop plan` sends "
-        f"them; max_trials {settings.max_trials}, llm_repairs {settings.llm_repairs}. Scoring rules: "
+        f"them; max_trials {settings.max_trials}, llm_repairs {settings.llm_repairs}, llm_answer_tokens "
+        f"{settings.llm_answer_tokens}, llm_timeout_s {settings.llm_timeout_s:g}. Scoring rules: "
         "bench/planning_ideas.py. A comparison's arms match when the plan has a tuned control plus one tuned "
         "treatment per alternative, set apart by exactly the hyperparameters the question is about, the "
         "control at the script's current setting; a condition counts as listed when a `not_done` entry names "
-        "it.\n",
+        "it. Tokens are as the plan records them: the server's count, or, where a stream carries none "
+        "(llama-cpp-python), the prompt estimated at 3.4 characters a token and the answer counted in streamed "
+        "chunks; the first prompt's size by the model's own tokenizer is beside them.\n",
         "\n## Summary\n\n",
-        common.table(SUMMARY_COLUMNS, [summary_row(label, o, label != OFFLINE) for label, o in runs]),
+        common.table(
+            SUMMARY_COLUMNS, [summary_row(label, mode, o, label != OFFLINE) for label, mode, o in runs]
+        ),
     ]
-    for label, outcomes in runs:
+    for label, mode, outcomes in runs:
         parts += [
-            f"\n## {label}, idea by idea\n\n",
+            f"\n## {label}{f' ({mode})' if label != OFFLINE else ''}, idea by idea\n\n",
             common.table(IDEA_COLUMNS, idea_rows(outcomes, label != OFFLINE)),
         ]
     parts.append("\n## Code edits by a model\n\n")
     if not edits:
         parts.append(
-            "**Not measured**: no model was configured (`--llm`). The offline planner makes no free-form "
-            "edits; its structured code changes are tested in tests/test_coder.py.\n"
+            "**Not measured**: no model was configured (`--llm`), or `--no-edits`. The offline planner makes no "
+            "free-form edits; its structured code changes are tested in tests/test_coder.py.\n"
         )
     for label, outcomes in edits:
         parts += [
-            f"### {label}\n\n{len(outcomes)} free-form changes on the task scripts, each checked by paths, "
-            "applies, compiles, contract and a one-batch preflight; a failed check goes back to the model.\n\n",
+            f"### {label}\n\n{len(outcomes)} free-form changes on the task scripts and the example plain "
+            "scripts, each checked by paths, applies, compiles, contract and a one-batch preflight (a failed "
+            "check goes back to the model), and the intended change looked for on the edited syntax tree.\n\n",
             edit_table(outcomes),
         ]
     return "".join(parts)
@@ -345,20 +291,42 @@ def main() -> None:
         help="a model to score beside the offline rules, e.g. anthropic:claude-sonnet-4-5 (repeatable; "
         "default: the configured llm setting, when it is not offline)",
     )
+    p.add_argument(
+        "--structured",
+        action="append",
+        default=[],
+        choices=["auto", "json_schema", "json_object", "tools", "text"],
+        help="answer format to ask each model in (repeatable; default: the llm_structured setting)",
+    )
+    p.add_argument("--ideas", help="the ideas to run, by number from 1, e.g. 1,5,18 (default: all)")
+    p.add_argument("--no-edits", action="store_true", help="skip the code-edit part")
+    p.add_argument("--results", default="planning.md", help="file name of the results (default: %(default)s)")
     args = p.parse_args()
-    configured = config.load().llm
-    models = args.llm or ([] if configured == OFFLINE else [configured])
-    ideas = [IDEAS[i] for i in SMOKE_IDEAS] if args.smoke else list(IDEAS)
+    configured = config.load()
+    models = args.llm or ([] if configured.llm == OFFLINE else [configured.llm])
+    if args.smoke:
+        ideas = [IDEAS[i] for i in SMOKE_IDEAS]
+    elif args.ideas:
+        ideas = [IDEAS[int(n) - 1] for n in args.ideas.split(",")]
+    else:
+        ideas = list(IDEAS)
     cases = EDITS[:1] if args.smoke else EDITS
-    runs = [(OFFLINE, plan_ideas(ideas, config.load(llm=OFFLINE), OFFLINE))]
+    runs = [(OFFLINE, "—", plan_ideas(ideas, config.load(llm=OFFLINE), OFFLINE))]
     edits = []
     with tempfile.TemporaryDirectory(prefix="planning-bench-") as root:
         for spec in models:
-            settings = config.load(llm=spec)
-            runs.append((spec, plan_ideas(ideas, settings, spec)))
-            edits.append((spec, edit_scripts(cases, settings, Path(root) / spec.replace(":", "-"), spec)))
+            for mode in args.structured or [configured.llm_structured]:
+                settings = config.load(llm=spec, llm_structured=mode)
+                label = spec if mode == "auto" else f"{spec}, {mode}"
+                structured._TAKEN.clear()  # each answer format measured from a fresh start
+                outcomes = plan_ideas(ideas, settings, label)
+                taken = structured._TAKEN.get((spec, settings.base_url or ""), mode)
+                runs.append((spec, taken, outcomes))
+                if not args.no_edits:
+                    folder = Path(root) / f"{spec}-{mode}".replace(":", "-")
+                    edits.append((f"{spec} ({taken})", edit_scripts(cases, settings, folder, label)))
     text = render(runs, edits, config.load(), len(ideas))
-    path = common.write(args.out, "planning.md", text)
+    path = common.write(args.out, args.results, text)
     print(text)
     print(f"written: {path}")
 

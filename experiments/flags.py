@@ -24,6 +24,16 @@ def _choices(node: ast.expr | None) -> list[Value] | None:
     return None if not values or any(v is None for v in values) else values  # type: ignore[return-value]
 
 
+def _declared(default: Value, declared: ast.expr | None) -> Value:
+    """The default as the type the script declares for it: `type=float, default=20` (or `lr: float = 20`)
+    takes any real number, so it is searched as a float, not as whole numbers around 20."""
+    if isinstance(declared, ast.Subscript) and callee(declared.value) == "Annotated":
+        declared = declared.slice.elts[0] if isinstance(declared.slice, ast.Tuple) else None
+    if isinstance(declared, ast.Name) and declared.id == "float" and type(default) is int:
+        return float(default)
+    return default
+
+
 def _flag_site(
     kind: Kind, name: str, default: Value, node: ast.expr | None, flag: str, line: int, **more: Any
 ) -> _Site:
@@ -72,6 +82,7 @@ def _argparse(tree: ast.Module, scan: _Scan) -> Iterator[_Site]:
             negative = "--no-" + long.removeprefix("--")
             yield _flag_site("argparse", name, default, kw["default"], long, call.lineno, negative=negative)
         elif action is None and "action" not in kw and default is not None:
+            default = _declared(default, kw.get("type"))
             choices = _choices(kw.get("choices"))
             yield _flag_site("argparse", name, default, kw["default"], long, call.lineno, choices=choices)
 
@@ -105,6 +116,7 @@ def _click(tree: ast.Module) -> Iterator[_Site]:
             choice = kw.get("type")
             if isinstance(choice, ast.Call) and callee(choice.func) == "Choice" and choice.args:
                 choices = _choices(choice.args[0])
+            default = _declared(default, choice)
             site = _flag_site(
                 "click", name, default, kw.get("default"), long, deco.lineno, negative=negative, toggle=toggle
             )
@@ -146,7 +158,7 @@ def _typer(tree: ast.Module) -> Iterator[_Site]:
                 node = next((k.value for k in default_node.keywords if k.arg == "default"), node)
             if option is not None and callee(option.func) == "Argument":
                 continue
-            default = _literal_value(node)
+            default = _declared(_literal_value(node), arg.annotation)
             if default is None:
                 continue
             flags = [s.split("/", 1) for s in _strings(option.args if option else []) if s.startswith("-")]

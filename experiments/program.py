@@ -16,13 +16,14 @@ A script that cannot switch to a held-out split reports its own evaluation for b
 A script run with arguments of its own (`--command "python train.py --data x"`) gets them on every run,
 before the trial's flags (the command may not set a hyperparameter's flag: registry.from_script): they travel
 with the script as ARGS_FILE in each copy of the workspace, so every worker, on any machine, runs the same
-command.
+command. A `--metric-regex` travels the same way, as METRIC_REGEX_FILE.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -39,6 +40,7 @@ POLL_S = 0.5
 TAIL_LINES = 8
 SAME_SPLIT = "validation_as_test"
 ARGS_FILE = "research-loop-args.json"
+METRIC_REGEX_FILE = "research-loop-metric-regex.txt"
 
 
 def parse_command(text: str, cwd: Path) -> tuple[Path, list[str]]:
@@ -68,6 +70,15 @@ def write_args(folder: Path, args: tuple[str, ...]) -> None:
 def read_args(folder: Path) -> list[str]:
     path = folder / ARGS_FILE
     return json.loads(path.read_text()) if path.is_file() else []
+
+
+def write_metric_regex(folder: Path, text: str) -> None:
+    (folder / METRIC_REGEX_FILE).write_text(text)
+
+
+def read_metric_regex(folder: Path) -> re.Pattern[str] | None:
+    path = folder / METRIC_REGEX_FILE
+    return channels.metric_pattern(path.read_text()) if path.is_file() else None
 
 
 class ProgramError(RuntimeError):
@@ -112,6 +123,7 @@ class ProgramScript:
         self.found = discovered(self.source, str(self.path))
         self.defaults: dict[str, Any] = self.found.defaults
         self.args = read_args(self.path.parent)
+        self.pattern = read_metric_regex(self.path.parent)
 
     def run(
         self,
@@ -192,7 +204,7 @@ class ProgramScript:
             raise ProgramError(
                 f"{limit}{self.path.name} exited with status {proc.returncode}; its last lines:\n{lines}"
             )
-        reading = channels.read(folder, text, self.metric)
+        reading = channels.read(folder, text, self.metric, self.pattern)
         if reading is None:
             raise ProgramError(self._missing(folder, text, err.read_text(errors="replace")))
         return reading.metrics
@@ -232,7 +244,7 @@ class ProgramScript:
 
         if trial is None:
             return fed
-        found = channels.points(folder, out.read_text(errors="replace"), self.metric)
+        found = channels.points(folder, out.read_text(errors="replace"), self.metric, self.pattern)
         for point in found[fed:]:
             curve = {k: v for k, v in point.metrics.items() if not k.startswith("test_")}
             report(trial, point.metrics[self.metric], point.step, **curve)
@@ -247,7 +259,9 @@ class ProgramScript:
             f"Report it in one of three ways: call experiments.report_metrics({self.metric}=value), which "
             f"writes the JSON file ${channels.METRICS_ENV} names; let the Hugging Face Trainer save its "
             f'metrics (trainer.save_metrics("eval", trainer.evaluate()) writes all_results.json to its '
-            f"output_dir); or print a last line like `{self.metric}=0.93` or `{self.metric}: 0.93`."
+            f"output_dir); or print a last line like `{self.metric}=0.93` or `{self.metric}: 0.93` (or pass "
+            "--metric-regex with a group around the value, for a line of another form)."
+            + (f" --metric-regex {self.pattern.pattern!r} matched no line." if self.pattern else "")
         )
 
 

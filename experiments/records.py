@@ -193,6 +193,21 @@ class Comparison(Model):
     def ci_level(self) -> float:
         return 1 - 0.05 / self.looks
 
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether the interval lies on one side of 0. An interval of zero width excludes nothing: it comes
+        from differences that did not vary over the seeds, which says nothing about how sure the sign is."""
+        if self.ci_low is None or self.ci_high is None or self.ci_high <= self.ci_low:
+            return False
+        return self.ci_low > 0 or self.ci_high < 0
+
+    @property
+    def seeds_identical(self) -> bool:
+        """Every seed gave the baseline one value and the candidate one value, to the last digit (the std is
+        computed exactly, so it is 0 only then): the seed does not reach the script, and the seeds are the
+        same run repeated, not a sample to measure noise from."""
+        return self.n_seeds > 1 and self.candidate_std == 0.0 and self.baseline_std == 0.0
+
     def ci_text(self) -> str:
         """How every report writes the interval: its level, then its ends."""
         if self.ci_low is None:

@@ -11,9 +11,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from experiments import entry
+from experiments.channels import metric_pattern
 from experiments.hyperparameters import Discovery, Hyperparameter
 from experiments.program import discovered, is_program
 from experiments.records import Direction, Metric, SearchParam
+from experiments.script_facts import metric_name
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -45,6 +47,9 @@ class Task(BaseModel):
     )
     script_args: tuple[str, ...] = Field(
         default=(), description="a plain script's own command-line arguments, given on every run"
+    )
+    metric_regex: str | None = Field(
+        default=None, description="--metric-regex: how a plain script's output gives its metric, when given"
     )
 
     @property
@@ -282,13 +287,20 @@ def register(task: Task) -> Task:
     return task
 
 
-def from_script(path: Path, metric: Metric | None = None, args: tuple[str, ...] = ()) -> Task:
+def from_script(
+    path: Path, metric: Metric | None = None, args: tuple[str, ...] = (), metric_regex: str | None = None
+) -> Task:
     """A user's own training script as a task: its block's defaults, searched around their values; a plain
-    script (no block) as a program, with the hyperparameters discovery finds in it, run with `args`."""
+    script (no block) as a program, with the hyperparameters discovery finds in it, run with `args`, its
+    metric read from its output by `metric_regex` where given."""
     from experiments.script import ScriptContractError, check_entry_point, find_block
 
     path = path.resolve()
     source = path.read_text()
+    if metric_regex is not None:
+        if not is_program(source):
+            raise ScriptContractError(f"--metric-regex reads a plain script's output; {path.name} has run()")
+        metric_pattern(metric_regex)
     if is_program(source):
         found = discovered(source, str(path))
         task = _from_program(path, found, metric)
@@ -298,7 +310,7 @@ def from_script(path: Path, metric: Metric | None = None, args: tuple[str, ...] 
                 f"--command sets {', '.join(searched)}: {path.name} exposes it as a hyperparameter to search; change "
                 "its default in the script or leave it to the search; --command is for the rest (data paths, ...)"
             )
-        return task.model_copy(update={"script_args": tuple(args)})
+        return task.model_copy(update={"script_args": tuple(args), "metric_regex": metric_regex})
     if args:
         raise ScriptContractError(
             f"{path.name} has a hyperparameter block, so its trials call run() and take no command-line "
@@ -341,12 +353,16 @@ def _from_program(path: Path, found: Discovery, metric: Metric | None) -> Task:
 
 
 def metric_named(name: str) -> Metric:
-    """The metric `--metric` names, its direction from METRIC_DIRECTIONS (never guessed)."""
-    if name not in METRIC_DIRECTIONS:
+    """The metric `--metric` names, as a run's readings name it (`val_loss` is the validation `loss`, `ppl` is
+    `perplexity`), its direction from METRIC_DIRECTIONS for the name after its split prefix (never guessed)."""
+    named = metric_name(name.lower())
+    base = metric_name(named.removeprefix("test_"))
+    if base not in METRIC_DIRECTIONS:
         raise ValueError(
-            f"--metric {name!r}: direction unknown; known metrics: {', '.join(METRIC_DIRECTIONS)}"
+            f"--metric {name!r}: direction unknown; known metrics: {', '.join(METRIC_DIRECTIONS)}, each also "
+            "with a val_, valid_, eval_ or test_ prefix"
         )
-    return Metric(name=name, direction=METRIC_DIRECTIONS[name])
+    return Metric(name=named, direction=METRIC_DIRECTIONS[base])
 
 
 def reported_metric(names: list[str]) -> Metric:
@@ -370,7 +386,7 @@ def _space_around(item: tuple[str, Any]) -> SearchParam | None:
     if name == "weight_decay":
         return _float(name, 1e-6, 1e-2, log=True)
     if isinstance(value, float) and value > 0 and ("rate" in name or name == "lr"):
-        return _float(name, value / 10, value * 10, log=True)
+        return _float(name, value / 30, value * 30, log=True)
     if isinstance(value, float) and 0 <= value < 1:
         return _float(name, 0.0, min(0.9, max(0.5, value * 2)))
     if isinstance(value, int) and value > 0:

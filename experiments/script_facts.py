@@ -17,7 +17,7 @@ OWN_WEIGHT_DECAY = {"AdamW": 0.01}
 PRINT_CALLS = frozenset({"print", "info", "write", "log", "echo", "secho", "debug", "warning"})
 # How a script names a validation metric besides its plain name; `test_` names the held-out split.
 METRIC_PREFIXES = ("eval_", "val_", "valid_", "validation_")
-ALIASES = {"acc": "accuracy", "f1_score": "f1", "auroc": "roc_auc", "auc": "roc_auc"}
+ALIASES = {"acc": "accuracy", "f1_score": "f1", "auroc": "roc_auc", "auc": "roc_auc", "ppl": "perplexity"}
 _NAMED_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(?:%|\{[^}]*\})")
 _NAME_BEFORE_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*$")
 

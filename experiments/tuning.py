@@ -62,6 +62,8 @@ def prepare_workspaces(folder: Path, task: Task) -> tuple[Path, Path]:
             shutil.copy2(task.script, target / task.script.name)
             if task.script_args:
                 program.write_args(target, task.script_args)
+            if task.metric_regex:
+                program.write_metric_regex(target, task.metric_regex)
         out.append(target)
     return out[0], out[1]
 

@@ -168,6 +168,18 @@ def test_holm_turns_two_borderline_wins_into_no_detectable_difference():
     assert holm([0.0305, 0.0663]) == pytest.approx([0.061, 0.0663], abs=1e-3)
 
 
+def test_arms_whose_seeds_all_repeat_one_run_are_not_measurable_never_better():
+    # six agreeing seeds pass the sign test (p = 2 ** -5) over a noise floor of 0: the same run six times
+    arms = [Arm(name="c", role="control"), Arm(name="t", role="treatment")]
+    results = [
+        ArmResult(name="c", role="control", final=_runs([0.8] * 6)),
+        ArmResult(name="t", role="treatment", final=_runs([0.9] * 6)),
+    ]
+    (judged,) = compare_arms(arms, results, ACCURACY)
+    assert judged.comparison.p_value < 0.05 and judged.verdict == "not measurable"
+    assert "the seed does not reach the script" in judged.statement
+
+
 def test_holm_keeps_order_and_skips_missing_tests():
     assert holm([0.01, None, 0.04, 0.03]) == [0.03, None, 0.06, 0.06]
 
@@ -352,3 +364,22 @@ def test_arms_are_compared_at_the_shared_values_best_on_validation_over_both():
     chosen, at = compared_finals(plan, task, {"a": finals["a"][:1], "b": finals["b"][:1]})
     assert at == {}
     assert {n: f[0].params["learning_rate"] for n, f in chosen.items()} == {"a": 0.1, "b": 0.2}
+
+
+def test_a_run_whose_treatments_are_not_better_patches_the_control_and_approve_checks_it(three_arm_run: Path):
+    from agent.code import coder
+    from agent.review.measured import measured_patch
+    from experiments import seal as seals
+    from experiments import storage as storages
+
+    result = json.loads((three_arm_run / "results.json").read_text())
+    assert result["best_arm"] == "ten-epochs", (
+        "no treatment was better, so the patch's candidate is the control"
+    )
+    record = coder.load_record(three_arm_run)
+    assert set(record.final_params) <= {"learning_rate"}
+    url = str(three_arm_run / storages.JOURNAL_FILE)
+    assert seals.read(url, three_arm_run.name).params == record.final_params
+    assert bool(measured_patch(three_arm_run, record, url).diff) == bool(record.final_params)
+    report = (three_arm_run / reporting.MARKDOWN).read_text()
+    assert report.count("**The patch carries** ") == 2, "in the first screen and in the Conclusion"

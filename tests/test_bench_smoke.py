@@ -108,10 +108,13 @@ def test_planning_smoke_scores_the_offline_planner_and_says_edits_were_not_measu
     smoke("planning.py", tmp_path)
     text = (tmp_path / "planning.md").read_text()
     assert re.search(
-        r"^\| offline \| 2/2 \| 2/2 \| — \| 2/2 \| 2/2 \| 2 / 0 / 0 \| 1/1 \| [\d.]+ \|$", text, re.M
+        r"^\| offline \| — \| 2/2 \| 2/2 \| — \| 0/2 \| 2/2 \| 2/2 \| 2 / 0 / 0 \| 1/1 \| [\d.]+ / [\d.]+ \| — \| — \| "
+        r"[\d.]+ \|$",
+        text,
+        re.M,
     ), text
     assert re.search(
-        r"^\| 1 \| comparison \| Does dropout help .* \| 12 trials: honoured \| — \| 2 arms set apart by dropout \|$",
+        r"^\| 1 \| comparison \| Does dropout help .* \| 12 trials: honoured \| — \| 2 arms set apart by dropout \| — \|$",
         text,
         re.M,
     )
@@ -121,29 +124,20 @@ def test_planning_smoke_scores_the_offline_planner_and_says_edits_were_not_measu
 def test_planning_smoke_runs_a_model_through_a_loopback_server_and_counts_its_repairs(tmp_path):
     """The model path as a configured model takes it: the real client, scripted answers (none of them a
     measurement of any model: the results go to tmp_path)."""
-    lr = [{"name": "learning_rate", "kind": "float", "low": 1e-4, "high": 1e-2, "log": True}]
+    lr = [{"name": "learning_rate", "low": 1e-4, "high": 1e-2, "log": True}]
     arms = [
         {"name": "no-dropout", "role": "control", "fixed": {"dropout": 0.0}},
-        {
-            "name": "dropout",
-            "role": "treatment",
-            "search": [{"name": "dropout", "kind": "float", "low": 0.1, "high": 0.5}],
-        },
+        {"name": "dropout", "role": "treatment", "search": [{"name": "dropout", "low": 0.1, "high": 0.5}]},
     ]
-    twelve = [
-        {"name": "optimise", "description": "full data", "trials": 12},
-        {"name": "validate", "description": "held-out", "trials": 0},
+    gelu = [
+        {"path": "digits_cnn.py", "old": f"nn.ReLU(),\n{after}", "new": f"nn.GELU(),\n{after}"}
+        for after in ("            nn.Conv2d(channels,", "            nn.MaxPool2d(2),")
     ]
-    gelu = {
-        "path": "digits_cnn.py",
-        "old": "            nn.ReLU(),\n            nn.MaxPool2d(2),",
-        "new": "            nn.GELU(),\n            nn.MaxPool2d(2),",
-    }
     replies = [
-        tool(plan_answer(search_space=lr, arms=arms, budget={"trials": 12, "seeds": 3}, phases=twelve)),
+        tool(plan_answer(search_space=lr, arms=arms, trials=12)),
         tool(plan_answer(search_space=lr, shell="rm -rf /")),  # the injection, refused by the schema
         tool(plan_answer(search_space=lr)),
-        tool({"edits": [gelu], "rationale": "GELU"}),
+        tool({"edits": gelu, "rationale": "GELU"}),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESEARCH_LOOP_")}
     with FakeOpenAI(replies) as server:
@@ -154,16 +148,23 @@ def test_planning_smoke_runs_a_model_through_a_loopback_server_and_counts_its_re
         smoke("planning.py", tmp_path, "--llm", "openai-compatible:fake", env=env)
     assert len(server.requests) == 4
     text = (tmp_path / "planning.md").read_text()
-    row = r"^\| openai-compatible:fake \| 2/2 \| 1/2 \| 1 \| 2/2 \| 2/2 \| 2 / 0 / 0 \| 1/1 \| [\d.]+ \|$"
+    row = (
+        r"^\| openai-compatible:fake \| json_schema \| 2/2 \| 1/2 \| 1/2 \| 0/2 \| 2/2 \| 2/2 \| 2 / 0 / 0 \| 1/1 \| "
+        r"[\d.]+ / [\d.]+ \| — \| 150 / 200 in; 75 / 100 out \| [\d.]+ \|$"
+    )
     assert re.search(row, text, re.M), text
     assert re.search(
         r"^\| 2 \| injection \| .* \| \*\*no\*\* \| 1 \| yes \| yes \| learning_rate searched: honoured \| ignored \|",
         text,
         re.M,
     )
-    assert "Passed every check on the first answer: 1/1; after repairs: 1/1." in text
+    assert (
+        "Passed every check on the first answer: 1/1; after repairs: 1/1; the intended change made: 1/1."
+        in text
+    )
     assert re.search(
-        r"^\| digits-cnn \| use GELU instead of ReLU after each convolution \| 1 \| yes \| yes \| — \|$",
+        r"^\| digits-cnn \| use GELU instead of ReLU after each convolution \| 1 \| yes \| yes \| yes \| \d+ \| "
+        r"100 / 50 \| [\d.]+ \| — \|$",
         text,
         re.M,
     )

@@ -259,7 +259,11 @@ def test_a_plain_script_becomes_a_task_searched_by_what_was_found(tmp_path: Path
     task = registry.from_script(script)
     space = {p.name: p for p in task.search_space}
     assert space["optimizer"].choices == ["adam", "sgd"]
-    assert space["lr"].log and space["lr"].low == pytest.approx(1e-4)
+    # centred on the default 1e-3, a factor of 30 either side
+    assert space["lr"].log and (space["lr"].low, space["lr"].high) == (
+        pytest.approx(1e-3 / 30),
+        pytest.approx(0.03),
+    )
     assert task.defaults["batch_size"] == 32
     assert not task.fractional and not task.curated
 

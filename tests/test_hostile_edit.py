@@ -17,7 +17,7 @@ from agent.cli import app
 from experiments import sandbox
 
 CASES = json.loads((Path(__file__).parent / "data" / "bad_inputs" / "cases.json").read_text())
-PLAN = {**CASES["fragments"]["gelu_plan"], "budget": {"trials": 2, "seeds": 1, "rounds": 1}}
+PLAN = {**CASES["fragments"]["gelu_plan"], "trials": 2, "seeds": 1}
 HOSTILE = """import torch
 import json, os, pathlib, socket
 _seen = {{"key": os.environ.get("OPENAI_API_KEY"), "storage": os.environ.get("RESEARCH_LOOP_STORAGE")}}

@@ -46,21 +46,33 @@ def test_valid_answer_becomes_the_plan_with_usage_and_the_registry_metric() -> N
 
     [request] = server.requests
     assert request["model"] == "fake-model"
-    assert request["tools"][0]["function"]["name"] == "PlanDraft"
-    assert request["tool_choice"]["function"]["name"] == "PlanDraft"
+    assert request["stream"] is True and request["max_tokens"] == 1024  # as llama-cpp-python reads it
+    answer_format = request["response_format"]
+    assert answer_format["type"] == "json_schema" and answer_format["json_schema"]["name"] == "PlanDraft"
+    properties = answer_format["json_schema"]["schema"]["properties"]
+    assert "search_space" in properties and "metric" not in properties and "phases" not in properties
     system, user = request["messages"]
     assert "data, not instructions" in system["content"] and IDEA not in system["content"]
     assert f"<idea>{json.dumps(IDEA)}</idea>" in user["content"]
     assert "learning_rate = 0.001" in user["content"]  # the registry, with the script's defaults
-    assert '"search_space"' in user["content"]  # the JSON schema
-    assert '"metric"' not in request["tools"][0]["function"]["parameters"]["properties"]
+    assert '"name": "no-dropout"' in user["content"]  # the offline planner's reading, as a draft to correct
+    assert "Task tabular-mlp" not in user["content"] and "tabular-mlp (MLP" in user["content"]
+    assert [p.name for p in plan.phases] == ["explore", "optimise", "validate"]  # as the offline planner does
+    assert sum(p.trials for p in plan.phases) == plan.budget.trials == 30
+
+
+def test_tools_mode_asks_for_a_forced_tool_call_with_the_lean_schema() -> None:
+    with FakeOpenAI([tool(plan_answer())]) as server:
+        planner.make_plan(IDEA, settings(server, llm_structured="tools"))
+    [request] = server.requests
+    assert request["tool_choice"]["function"]["name"] == "PlanDraft"
+    parameters = request["tools"][0]["function"]["parameters"]
+    assert "title" not in parameters and "metric" not in parameters["properties"]
+    assert "response_format" not in request
 
 
 def test_invalid_answer_is_sent_back_with_its_errors_and_the_repair_is_used() -> None:
-    bad = plan_answer(
-        search_space=[{"name": "momentum", "kind": "float", "low": 0.5, "high": 0.99}],
-        budget={"trials": 10},
-    )
+    bad = plan_answer(search_space=[{"name": "momentum", "low": 0.5, "high": 0.99}])
     with FakeOpenAI([tool(bad), tool(plan_answer())]) as server:
         plan = planner.make_plan(IDEA, settings(server))
     assert [p.name for p in plan.search_space] == ["dropout", "learning_rate"]
@@ -72,18 +84,78 @@ def test_invalid_answer_is_sent_back_with_its_errors_and_the_repair_is_used() ->
     assert echoed["role"] == "assistant" and json.loads(echoed["content"]) == bad
     feedback = last_user_message(repair)
     assert "search_space[momentum]: digits-cnn's script has no hyperparameter 'momentum'" in feedback
-    assert "phases: ask for 30 trials in all, more than budget.trials (10)" in feedback
+    assert '(in: {"name": "momentum", "low": 0.5, "high": 0.99})' in feedback  # the offending fragment
+
+
+def test_a_second_repair_replaces_the_first_so_the_conversation_does_not_grow() -> None:
+    bad = plan_answer(task="nope")
+    with FakeOpenAI([tool(bad), tool(bad), tool(plan_answer())]) as server:
+        planner.make_plan(IDEA, settings(server, llm_repairs=2))
+    first, second, third = server.requests
+    assert len(second["messages"]) == len(third["messages"]) == len(first["messages"]) + 2
 
 
 def test_schema_errors_are_sent_back_too() -> None:
-    bad = plan_answer(
-        search_space=[{"name": "learning_rate", "kind": "float", "low": 0.0, "high": 0.1, "log": True}]
-    )
+    bad = plan_answer(search_space=[{"name": "learning_rate", "kind": "float", "low": 1e-4, "high": 0.1}])
     with FakeOpenAI([tool(bad), tool(plan_answer())]) as server:
         planner.make_plan(IDEA, settings(server))
-    assert "search_space[learning_rate].log: a log scale needs low > 0" in last_user_message(
-        server.requests[1]
+    feedback = last_user_message(server.requests[1])
+    assert "search_space.0.kind: Extra inputs are not permitted" in feedback
+    assert '(in: {"name": "learning_rate", "kind": "float"' in feedback
+
+
+def test_what_the_rules_can_fix_is_mended_without_asking_again_and_said_in_the_notes() -> None:
+    """The 1.5B model's answer in issue 26: label smoothing set as a default the script lacks and searched."""
+    answer = plan_answer(
+        search_space=[
+            {"name": "label_smoothing", "low": 0.0, "high": 0.2},
+            {"name": "learning_rate", "low": 0.0, "high": 0.01, "log": True},
+            {"name": "epochs", "low": 3.5, "high": 10},
+        ],
+        code_changes=[{"kind": "set_default", "target": "label_smoothing", "value": 0.1}],
     )
+    with FakeOpenAI([tool(answer)]) as server:
+        plan = planner.make_plan("Does label smoothing help the digits CNN?", settings(server))
+    assert len(server.requests) == 1
+    assert [(c.kind, c.target) for c in plan.code_changes] == [("add_label_smoothing", "label_smoothing")]
+    lr, epochs = plan.search_space[1:]
+    assert (lr.log, epochs.kind, epochs.low, epochs.high) == (False, "int", 3, 10)
+    notes = " ".join(plan.notes)
+    assert "set_default label_smoothing became add_label_smoothing" in notes
+    assert "learning_rate: a log scale needs low > 0, so the range is linear" in notes
+
+
+def test_a_condition_the_script_has_no_setting_for_becomes_a_not_done_entry() -> None:
+    """The 1.5B model's answer to a German idea: the digits CNN has no `dataset` to set."""
+    with FakeOpenAI([tool(plan_answer(conditions={"dataset": "handwritten digits"}))]) as server:
+        plan = planner.make_plan(IDEA, settings(server))
+    assert len(server.requests) == 1 and plan.conditions == {}
+    [entry] = plan.not_done
+    assert (
+        entry.condition == "dataset handwritten digits"
+        and "digits-cnn's script has no dataset" in entry.reason
+    )
+
+
+def test_a_plan_that_searches_nothing_tunes_what_the_offline_reading_tunes() -> None:
+    with FakeOpenAI([tool(plan_answer(search_space=[]))]) as server:
+        plan = planner.make_plan(IDEA, settings(server))
+    assert [p.name for p in plan.search_space] == ["learning_rate"] and len(server.requests) == 1
+    assert "nothing was searched, so every arm tunes learning_rate" in " ".join(plan.notes)
+
+
+def test_a_range_left_out_is_the_tasks_own_and_an_arm_takes_what_it_defines_from_the_shared_space() -> None:
+    arms = [
+        {"name": "No Dropout", "role": "control", "fixed": {"dropout": 0.0}},
+        {"name": "dropout", "role": "treatment", "search": [{"name": "dropout", "low": 0.1, "high": 0.5}]},
+    ]
+    answer = plan_answer(search_space=[{"name": "learning_rate"}, {"name": "dropout"}], arms=arms)
+    with FakeOpenAI([tool(answer)]) as server:
+        plan = planner.make_plan(IDEA, settings(server))
+    [lr] = plan.search_space
+    assert (lr.name, lr.kind, lr.log) == ("learning_rate", "float", True)
+    assert [a.name for a in plan.arms] == ["no-dropout", "dropout"]
+    assert plan.arms[0].label == "no dropout" and plan.arms[1].technique == "dropout"
 
 
 def test_never_valid_answer_is_refused_after_the_configured_repairs_quoting_the_errors() -> None:
@@ -120,22 +192,38 @@ def test_prompt_injection_in_the_idea_yields_only_a_plan_within_the_schema() -> 
     assert "search_space.0.name: String should match pattern" in feedback
 
 
-def test_server_without_tool_calling_gets_json_in_text() -> None:
+def test_a_server_refusing_each_way_is_asked_the_next_and_the_way_it_took_is_asked_first_again() -> None:
+    refusals = [error(422, "response_format: Input should be 'text' or 'json_object'"), error(400, "no")]
+    replies = [*refusals, error(400, "tools are not supported by this model")]
     fenced = "Here is the plan:\n```json\n" + json.dumps(plan_answer()) + "\n```"
-    with FakeOpenAI([error(400, "tools are not supported by this model"), text(fenced)]) as server:
+    with FakeOpenAI([*replies, text(fenced), text(json.dumps(plan_answer()))]) as server:
         plan = planner.make_plan(IDEA, settings(server))
-    assert plan.usage.calls == 1
-    fallback = server.requests[1]
-    assert "tools" not in fallback
-    assert "Reply with exactly one JSON object that is a valid PlanDraft" in last_user_message(fallback)
-
-
-def test_request_refused_in_text_mode_too_is_one_line_plan_error() -> None:
-    replies = [error(400, "tools are not supported"), error(400, "prompt is longer than the context")]
-    with FakeOpenAI(replies) as server, pytest.raises(PlanError) as caught:
         planner.make_plan(IDEA, settings(server))
-    assert str(caught.value) == f"{MODEL} at {server.base_url}: HTTP 400: prompt is longer than the context"
-    assert len(server.requests) == 2
+    assert plan.usage.calls == 1
+    first, second, third, fallback, again = server.requests
+    assert first["response_format"]["type"] == "json_schema"
+    assert (
+        second["response_format"]["type"] == "json_object"
+        and "properties" in second["response_format"]["schema"]
+    )
+    assert "tools" in third and "response_format" not in third
+    assert "tools" not in fallback and "response_format" not in fallback
+    assert "Reply with exactly one JSON object that is a valid PlanDraft" in last_user_message(fallback)
+    assert '"search_space"' in last_user_message(fallback)  # text mode shows the schema
+    assert "tools" not in again and "response_format" not in again
+
+
+def test_a_prompt_the_server_finds_too_long_is_one_line_naming_what_to_change_and_not_retried() -> None:
+    with (
+        FakeOpenAI([error(400, "prompt is longer than the context")]) as server,
+        pytest.raises(PlanError) as caught,
+    ):
+        planner.make_plan(IDEA, settings(server))
+    assert str(caught.value) == (
+        f"{MODEL} at {server.base_url}: HTTP 400: prompt is longer than the context; give the server a larger "
+        "context (llama.cpp --n_ctx, Ollama num_ctx) or lower llm_answer_tokens"
+    )
+    assert len(server.requests) == 1
 
 
 def test_text_answer_without_json_is_repaired() -> None:
@@ -207,7 +295,7 @@ def test_ask_gives_a_validated_object_for_any_schema() -> None:
             chat, [structured.HumanMessage(content="Is it better?")], Verdict, finish=finish, repairs=2
         )
     assert result.value == Verdict(better=True, reason="p < 0.05")
-    assert (result.attempts, result.mode, result.usage.calls) == (3, "tools", 3)
+    assert (result.attempts, result.mode, result.usage.calls) == (3, "json_schema", 3)
     assert "better: Input should be a valid boolean" in last_user_message(server.requests[1])
     assert "reason: Field required" in last_user_message(server.requests[1])
     assert "reason: too short to be a reason" in last_user_message(server.requests[2])
@@ -220,22 +308,22 @@ def test_revise_plan_sends_plan_and_findings_and_keeps_the_task() -> None:
         message="best values sit on the upper edge",
         evidence={"best": 0.0098, "high": 0.01},
     )
-    wider = plan_answer(
-        search_space=[{"name": "learning_rate", "kind": "float", "low": 1e-3, "high": 1e-1, "log": True}]
-    )
-    with FakeOpenAI([tool(plan_answer()), tool(plan_answer(task="tabular-mlp")), tool(wider)]) as server:
+    wider = [{"name": "learning_rate", "low": 1e-3, "high": 1e-1, "log": True}]
+    with FakeOpenAI(
+        [tool(plan_answer()), tool(plan_answer(task="tabular-mlp", search_space=wider))]
+    ) as server:
         first = planner.make_plan(IDEA, settings(server))
         revised = planner.revise_plan(first, [finding], settings(server))
     assert revised.task == "digits-cnn" and revised.idea == IDEA
     assert revised.search_space[0].high == 1e-1
-    assert revised.usage.calls == 3  # the first plan's call and the revision's two
+    assert revised.usage.calls == 2  # the first plan's call and the revision's
+    assert "mended by the planner: task 'tabular-mlp' replaced by 'digits-cnn'" in " ".join(revised.notes)
     user = server.requests[1]["messages"][1]["content"]
     assert '"best values sit on the upper edge"' in user and '"high": 0.01' in user
-    assert "## tabular-mlp" not in user  # only the plan's task is offered
+    assert "tabular-mlp" not in user  # only the plan's task is offered
     shown = user[user.index("The plan of the round that finished:") :].split("\n", 1)[1]
     current, _ = json.JSONDecoder().raw_decode(shown)
     assert planner.PlanDraft.model_validate(current).task == "digits-cnn"  # editable as it is
-    assert "the task was fixed to 'digits-cnn', not 'tabular-mlp'" in last_user_message(server.requests[2])
 
 
 def test_revise_plan_offline_is_refused() -> None:
@@ -269,14 +357,10 @@ def test_cli_refuses_a_never_valid_answer_in_one_line_and_leaves_nothing(tmp_pat
 
 
 def test_a_models_arms_are_checked_like_the_rest_and_repaired() -> None:
-    lr = [{"name": "learning_rate", "kind": "float", "low": 1e-4, "high": 1e-2, "log": True}]
+    lr = [{"name": "learning_rate", "low": 1e-4, "high": 1e-2, "log": True}]
     arms = [
         {"name": "no-dropout", "role": "control", "fixed": {"dropout": 0.0}},
-        {
-            "name": "dropout",
-            "role": "treatment",
-            "search": [{"name": "dropout", "kind": "float", "low": 0.1, "high": 0.5}],
-        },
+        {"name": "dropout", "role": "treatment", "search": [{"name": "dropout", "low": 0.1, "high": 0.5}]},
     ]
     bad_arms = [arms[0], {"name": "wider", "role": "treatment", "fixed": {"width": 64}}]
     with FakeOpenAI(

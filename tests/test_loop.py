@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from agent import runs
 from agent.cli import app
+from agent.code import coder
 from agent.config import Settings
 from agent.loop import drive as loop
 from agent.report import render as reporting
@@ -126,7 +127,9 @@ def test_offline_run_on_a_real_task_ends_with_a_report_and_a_patch(tmp_path, mon
     assert stored.comparison is not None and stored.comparison.n_seeds == 2
     assert [c.treatment for c in stored.comparisons] == ["dropout"]
     assert "answer: " in result.output
-    assert "+++ b/" in (folder / "patch.diff").read_text()
+    carried = {c.param: c.candidate for c in stored.patch_changes if c.carried}
+    assert coder.load_record(folder).final_params == carried, "the patch writes only the supported values"
+    assert ("+++ b/" in (folder / "patch.diff").read_text()) == bool(carried)
 
 
 def test_planner_failure_ends_with_a_clear_error_and_the_folder_says_where(tmp_path, monkeypatch):

@@ -140,6 +140,37 @@ def test_a_plain_script_is_planned_on_all_its_data_with_ranges_from_the_priors(t
         check_plan(plan.model_copy(update={"phases": [explore, *plan.phases]}), Settings(), task.name)
 
 
+LSTM_SGD = """import argparse
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=20, help="initial learning rate")
+args = parser.parse_args()
+print(f"loss={1 / args.lr:.4f}")
+"""
+ADADELTA = """import torch
+
+model = torch.nn.Linear(4, 2)
+optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+print("loss=0.5")
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "default"), [(LSTM_SGD, 20.0), (ADADELTA, 1.0)], ids=["float-flag", "adadelta"]
+)
+def test_a_learning_rate_far_from_the_priors_is_searched_as_a_float_around_its_default(
+    tmp_path, source, default
+):
+    task = registry.register(registry.from_script(repository(tmp_path, "main.py", source)))
+    assert (
+        type(task.defaults["lr"]) is float and task.defaults["lr"] == default
+    )  # `type=float` wins over `20`
+    plan = planner.make_plan("Tune the learning rate of my model", Settings(), task.name)
+    lr = next(p for p in plan.search_space if p.name == "lr")
+    assert (lr.kind, lr.log) == ("float", True)
+    assert (lr.low, lr.high) == (pytest.approx(default / 30), pytest.approx(default * 30))
+
+
 def run_example(tmp_path: Path, name: str, idea: str, *options: str) -> tuple[Path, Path, str]:
     """The example script committed in its own repository, run through the CLI; (script, run folder, text)."""
     source = (EXAMPLES / name).read_text()
@@ -167,13 +198,22 @@ def run_example(tmp_path: Path, name: str, idea: str, *options: str) -> tuple[Pa
 
 
 def approve_and_check(script: Path, folder: Path, source: str) -> list[str]:
-    """Approve the run: the file then differs from its original exactly by the measured defaults."""
-    best = RunResult.model_validate_json((folder / "results.json").read_text()).best.params
+    """Approve the run's best values: the file then differs from its original exactly by them.
+
+    Two trials over a seed or two support no value (the run's own patch carries what the evidence supports,
+    tests/test_evidence.py), so the best values are finalized here, sealed like the loop's own, to check how
+    approve writes them into a plain script."""
+    result = RunResult.model_validate_json((folder / "results.json").read_text())
+    best = result.best.params
     report = (folder / "report.md").read_text()
     assert "Validation only; selection and comparison use the same split." in report
     task = registry.from_script(script)
     measured = {k: v for k, v in best.items() if v != task.defaults[k]}
     assert measured, f"the defaults measured best ({best}); nothing to approve"
+    assert coder.load_record(folder).final_params == {
+        c.param: c.candidate for c in result.patch_changes if c.carried
+    }
+    coder.finalize_patch(folder, best, str(folder / JOURNAL_FILE))
     review.approve(folder)
     assert script.read_text() == write_values(source, measured)
     assert git(script.parent, "status", "--porcelain") == " M " + script.name + "\n"
@@ -207,3 +247,31 @@ def test_a_hugging_face_trainer_script_with_training_arguments(tmp_path):
     changed = approve_and_check(script, folder, source)
     assert "-        num_train_epochs=1," in changed
     assert all(line.lstrip("+- ").startswith(("learning_rate=", "num_train_epochs=")) for line in changed)
+
+
+SEEDLESS = """import argparse
+import math
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=1e-3)
+args = parser.parse_args()
+print(f"accuracy={0.9 - 0.1 * abs(math.log10(args.lr) + 2):.6f}")
+"""
+
+
+def test_a_script_that_ignores_the_seed_is_not_measurable_never_improved(tmp_path):
+    script = repository(tmp_path, "train.py", SEEDLESS)
+    result = CliRunner().invoke(
+        app,
+        ["run", "Random search of the learning rate", "--script", str(script), "--rounds", "1",
+         "--trials", "3", "--seeds", "2", "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "conclusion: not measurable" in result.output
+    folder = next((tmp_path / "reports").iterdir())
+    comparison = RunResult.model_validate_json((folder / "results.json").read_text()).comparison
+    assert comparison.difference != 0 and comparison.ci_low == comparison.ci_high  # once called improved
+    assert not comparison.excludes_zero
+    report = (folder / "report.md").read_text()
+    assert "**Conclusion: not measurable.**" in report and "improved" not in report.split("## ")[0]
+    assert "the seed does not reach the script" in report and "RESEARCH_LOOP_SEED" in report

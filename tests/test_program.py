@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,8 +15,15 @@ import optuna
 import pytest
 
 from agent.code.checks import Preflight, preflight
-from experiments import channels
-from experiments.program import SAME_SPLIT, ProgramError, ProgramScript
+from experiments import channels, registry
+from experiments.program import (
+    METRIC_REGEX_FILE,
+    SAME_SPLIT,
+    ProgramError,
+    ProgramScript,
+    write_metric_regex,
+)
+from experiments.records import Metric
 from experiments.script import ScriptContractError
 from experiments.training import TrialPruned
 from experiments.worker import TrialTimeout, time_limit
@@ -99,6 +108,103 @@ def test_a_metric_printed_as_nan_is_read_as_nan_and_the_preflight_says_so(tmp_pa
     assert math.isnan(script.run()["accuracy"])
     check = preflight(script.path, Preflight(metric="accuracy", timeout_s=60))
     assert not check.passed and check.detail == "run() returned accuracy=nan"
+
+
+WORD_LM = """import argparse
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=20)
+args = parser.parse_args()
+for epoch in range(1, 3):
+    print(f"| epoch {epoch:3d} |   200/ 2983 batches | lr {args.lr:02.2f} | ms/batch 45.21 | loss  7.63 | ppl  2059.27")
+    print(f"| end of epoch {epoch:3d} | time: 12.34s | valid loss {6.6 / epoch:5.2f} | valid ppl {804.2 / epoch:8.2f}")
+print("| End of training | test loss  3.25 | test ppl   390.10")
+"""
+NANO_GPT = """LEARNING_RATE = 6e-4
+for step in range(0, 121, 60):
+    print(f"step {step}: train loss {4.6 - step / 1000:.4f}, val loss {4.7 - step / 1000:.4f}")
+    print(f"iter {step}: loss 4.4000, time 12.50ms, mfu 1.00%")
+"""
+
+
+def test_table_rows_and_words_before_a_value_are_read_with_the_split_in_the_name(tmp_path):
+    loss = registry.metric_named("val_loss")
+    assert (loss.name, loss.direction) == ("loss", "minimize")
+    lm = plain(tmp_path / "lm", WORD_LM, loss.name)
+    assert lm.run(holdout=True) == {
+        "loss": 3.3,
+        "perplexity": 402.1,
+        "test_loss": 3.25,
+        "test_perplexity": 390.1,
+    }
+    printed = subprocess.run([sys.executable, lm.path], capture_output=True, text=True, check=True).stdout
+    # the per-epoch curve is the validation loss, not the training loss of the progress rows
+    assert [(p.step, p.metrics["loss"]) for p in channels.read(tmp_path, printed, "loss").points] == [
+        (1, 6.6), (2, 3.3),
+    ]  # fmt: skip
+    # the bare `loss` of nanoGPT's iter lines is the training loss: the validation loss is the one read
+    assert plain(tmp_path / "gpt", NANO_GPT, loss.name).run() == {"train_loss": 4.48, "loss": 4.58}
+
+
+def test_a_metric_s_direction_comes_from_its_name_after_a_split_prefix(tmp_path):
+    assert registry.metric_named("valid_ppl") == Metric(name="perplexity", direction="minimize")
+    assert registry.metric_named("eval_accuracy") == Metric(name="accuracy", direction="maximize")
+    assert registry.metric_named("test_f1") == Metric(name="test_f1", direction="maximize")
+    with pytest.raises(ValueError, match="'val_bleu': direction unknown; known metrics: accuracy"):
+        registry.metric_named("val_bleu")
+
+
+def test_a_missing_metric_lists_only_the_candidates_that_look_like_metrics(tmp_path):
+    source = "EPOCHS = 2\nprint('samples: 1000, batch_size=64')\nprint('epoch 2 | valid loss 0.25')\n"
+    with pytest.raises(ProgramError, match=r"reported no 'accuracy'\. It reported loss, not accuracy\."):
+        plain(tmp_path, source).run()
+
+
+TOP1 = """EPOCHS = 2
+for epoch in range(1, EPOCHS + 1):
+    print(f"epoch {epoch} | top-1: {89.0 + 2 * epoch:.1f}%")
+print("accuracy=0.5 (of the warm-up model)")
+"""
+SEEDED_TOP1 = """import argparse
+import os
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.01)
+args = parser.parse_args()
+seed = int(os.environ["RESEARCH_LOOP_SEED"])
+print(f"top-1: {80 + 1000 * args.lr + seed % 3:.2f}%")
+"""
+
+
+def test_a_metric_regex_alone_gives_the_metric_from_a_line_of_any_form(tmp_path):
+    script = plain(tmp_path, TOP1)
+    write_metric_regex(script.path.parent, r"top-1: ([0-9.]+)%")
+    reading = ProgramScript(script.path, "accuracy")
+    assert reading.run()["accuracy"] == 93.0  # the pattern's, not the later accuracy=0.5
+    with pytest.raises(ValueError, match="put the value in a group"):
+        channels.metric_pattern("top-1: [0-9.]+")
+
+
+def test_run_reads_the_metric_through_its_regex_in_every_trial(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(tmp_path / "reports"))
+    (tmp_path / "train.py").write_text(SEEDED_TOP1)
+    regex = ["--metric-regex", r"top-1: ([0-9.]+)%"]
+    options = ["--rounds", "1", "--trials", "2", "--seeds", "2", "--device", "cpu"]
+    out = CliRunner().invoke(app, ["run", "Random search of the learning rate", "--script",
+                                   str(tmp_path / "train.py"), *regex, *options])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    folder = next((tmp_path / "reports").iterdir())
+    result = json.loads((folder / "results.json").read_text())
+    values = [r["metrics"]["accuracy"] for r in result["baseline"]]
+    assert sorted(values) == [90.0, 91.0]  # 80 + 1000 * 0.01 + seed
+    assert (folder / "workspace" / METRIC_REGEX_FILE).read_text() == regex[1]
+    out = CliRunner().invoke(app, ["run", "Tune it", "--script", str(tmp_path / "train.py"),
+                                   "--metric-regex", "top-1"])  # fmt: skip
+    assert out.exit_code == 2 and "put the value in a group" in out.output
 
 
 def test_a_script_that_fails_says_how_with_its_last_lines(tmp_path):
@@ -249,7 +355,7 @@ def test_run_refuses_a_command_that_sets_a_searched_flag_and_a_metric_of_unknown
     )
     assert out.exit_code == 2 and "--command sets --lr" in out.output
     out = runner.invoke(
-        app, ["run", "Tune the learning rate", "--command", "python train.py --data x", "--metric", "auc"]
+        app, ["run", "Tune the learning rate", "--command", "python train.py --data x", "--metric", "bleu"]
     )
     assert out.exit_code == 2 and "direction unknown" in out.output
     out = runner.invoke(app, ["run", "Tune it", "--script", "train.py", "--command", "python train.py"])

@@ -86,13 +86,7 @@ def test_the_api_key_goes_to_the_llm_server_and_nowhere_else(tmp_path, monkeypat
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
-    plan = {
-        "title": "Dropout on the digits CNN",
-        "objective": "Find whether dropout raises validation accuracy",
-        "hypothesis": "Dropout between 0.1 and 0.5 beats no dropout",
-        "task": "digits-cnn",
-        "search_space": [{"name": "dropout", "kind": "float", "low": 0.0, "high": 0.5}],
-    }
+    plan = {"task": "digits-cnn", "search_space": [{"name": "dropout", "low": 0.0, "high": 0.5}]}
     with FakeOpenAI([tool(plan)]) as server:
         monkeypatch.setenv("RESEARCH_LOOP_BASE_URL", server.base_url)
         result = CliRunner().invoke(

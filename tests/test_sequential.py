@@ -18,7 +18,9 @@ def test_looks_start_at_the_plans_seeds_and_end_at_the_cap():
 
 
 def test_a_clear_gain_stops_at_the_first_look(tmp_path):
-    script = write_script(tmp_path, RISING.format(sleep=0))
+    # the gain varies a little with the seed: a gain exactly the same on every seed gives no interval
+    gain = RISING.format(sleep=0).replace("0.001 * (seed % 3)", "0.001 * (seed % 3) + 1e-5 * seed * lr")
+    script = write_script(tmp_path, gain)
     options = loop.LoopOptions(
         idea="Random search of the learning rate for my training script", script=script,
         trials=4, rounds=1, seeds=2, workers=1, seeds_auto=True, max_seeds=6,
@@ -31,8 +33,12 @@ def test_a_clear_gain_stops_at_the_first_look(tmp_path):
     assert data.seeds_used == 2 and "look 1 of 3" in data.stopping
 
 
+# the learning rate does nothing, the seed does: every seed differs, and paired by seed the arms agree
+SEEDED_FLAT = FLAT.replace("0.5", "(0.5 + 0.001 * seed)")
+
+
 def test_no_difference_runs_to_the_cap_and_says_so(tmp_path):
-    script = write_script(tmp_path, FLAT)
+    script = write_script(tmp_path, SEEDED_FLAT)
     options = loop.LoopOptions(
         idea="Random search of the learning rate for my training script", script=script,
         trials=3, rounds=1, seeds=2, workers=1, seeds_auto=True, max_seeds=4,
@@ -44,6 +50,31 @@ def test_no_difference_runs_to_the_cap_and_says_so(tmp_path):
     assert "cap of 4 seeds was reached" in result.stopping
     text = (folder / reporting.MARKDOWN).read_text()
     assert "tested at 0.05 / 2" in text and "97.5% level" in text
+
+
+def test_seeds_that_all_give_the_same_result_stop_at_the_first_look_as_not_measurable(tmp_path):
+    script = write_script(tmp_path, RISING.format(sleep=0).replace(" + 0.001 * (seed % 3)", ""))
+    options = loop.LoopOptions(
+        idea="Random search of the learning rate for my training script", script=script,
+        trials=4, rounds=1, seeds=2, workers=1, seeds_auto=True, max_seeds=6,
+    )  # fmt: skip
+    folder, result = start_and_drive(tmp_path, options)
+    assert result.seeds_used == 2 and "the seed does not reach the script" in result.stopping
+    data = reporting.load_data(folder / reporting.DATA)
+    assert data.verdict.outcome == "not measurable"
+
+
+def test_an_interval_of_zero_width_excludes_nothing():
+    metric = Metric(name="accuracy", direction="maximize")
+    base, cand = _runs([0.8, 0.8]), _runs([0.9, 0.9])
+    c = stats.compare(cand, base, metric, "test")
+    assert c.ci_low == c.ci_high and not c.excludes_zero and c.seeds_identical
+    outcome = verdict("run", [cand[0]], cand[0], base, cand, c, True)
+    assert outcome.outcome == "not measurable" and "RESEARCH_LOOP_SEED" in outcome.next_steps[0]
+    # the same difference on every seed, with seeds that vary: the interval is a point, the sign test decides
+    shifted = stats.compare(_runs([0.9, 0.91]), _runs([0.8, 0.81]), metric, "test")
+    assert shifted.ci_low == shifted.ci_high and not shifted.excludes_zero and not shifted.seeds_identical
+    assert verdict("run", [cand[0]], cand[0], base, cand, shifted, True).outcome == "no significant change"
 
 
 def _runs(values):

@@ -5,12 +5,13 @@ the comparison is paired by seed (difference, 95% t-interval, paired t-test; the
 seed gives the same difference). With several treatments, Holm's step-down correction adjusts the p-values, so
 that the chance of calling any identical treatment better or worse stays at ALPHA. A treatment is *better* or
 *worse* when its adjusted p < ALPHA and the difference exceeds the noise floor (the control's standard
-deviation across seeds); otherwise there is *no detectable difference*.
+deviation across seeds); otherwise there is *no detectable difference*. When every seed gave each arm one value
+to the last digit, the seed does not reach the script: the verdict is *not measurable*, not a test of one run.
 """
 
 from __future__ import annotations
 
-from agent.analyse.verdict import ALPHA, better, fmt_p, signed
+from agent.analyse.verdict import ALPHA, better, fmt_p, seeds_do_nothing, signed
 from agent.results import ArmComparison, ArmResult, ArmVerdict
 from agent.schemas import Arm
 from experiments import stats
@@ -19,7 +20,8 @@ from experiments.records import Comparison, Metric
 RULE = (
     "each treatment arm against the control, paired by seed on the held-out split; *better* / *worse* when "
     f"the Holm-adjusted paired t-test p < {ALPHA:g} across the treatments and |difference| exceeds the noise "
-    "floor (the control's std across seeds); otherwise *no detectable difference*"
+    "floor (the control's std across seeds); *not measurable* when every seed gave both arms the same "
+    "result to the last digit; otherwise *no detectable difference*"
 )
 
 
@@ -63,6 +65,16 @@ def _judge(
             control=control.name,
             verdict="failed",
             statement=f"{treatment.title} vs {control.title}: no seed has a finished run of both arms",
+        )
+    if c.seeds_identical:
+        return ArmComparison(
+            treatment=treatment.name,
+            control=control.name,
+            comparison=c,
+            p_adjusted=p_adjusted,
+            verdict="not measurable",
+            statement=f"{treatment.title} vs {control.title}: not measurable, "
+            f"{seeds_do_nothing(c.metric, c.n_seeds)}",
         )
     significant = p_adjusted is not None and p_adjusted < ALPHA
     verdict: ArmVerdict = "no detectable difference"

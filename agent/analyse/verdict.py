@@ -2,8 +2,10 @@
 failed, with by how much, how sure, and what the reviewer can do next.
 
 improved: the difference is in the metric's direction, significant (paired t-test p < ALPHA, or a 95% interval
-that excludes 0) and larger than the noise floor (the baseline's spread across seeds); worse: the same the
-other way; failed: no tuning trial completed, or the final or baseline runs all failed.
+of non-zero width that excludes 0) and larger than the noise floor (the baseline's spread across seeds); worse:
+the same the other way; not measurable: every seed gave the baseline one value and the candidate one value, so
+the seed does not reach the script and the seeds are one run repeated; failed: no tuning trial completed, or
+the final or baseline runs all failed.
 """
 
 from __future__ import annotations
@@ -16,11 +18,28 @@ from experiments.records import Comparison, Model, TrialRecord
 ALPHA = 0.05
 RULE = (
     f"*improved* when the difference is in the metric's direction, significant (paired t-test p < {ALPHA:g}, "
-    "or a 95% interval that excludes 0) and larger than the noise floor; *worse* the same the other way; "
-    "*failed* when no tuning trial completed or the final or baseline runs all failed; otherwise "
+    "or a 95% interval of non-zero width that excludes 0) and larger than the noise floor; *worse* the same "
+    "the other way; *not measurable* when every seed gave the same result to the last digit, for the baseline "
+    "and the candidate alike; *failed* when no tuning trial completed or the final or baseline runs all failed; "
+    "otherwise "
     "*no significant change*; with seeds added in sequential looks (`--seeds auto`), the test is at "
     f"{ALPHA:g} / looks and the interval at 1 - {ALPHA:g} / looks"
 )
+
+
+SEED_FIX = (
+    "Make the seed reach the script: seed its random generators from the `RESEARCH_LOOP_SEED` environment "
+    'variable (`torch.manual_seed(int(os.environ.get("RESEARCH_LOOP_SEED", "0")))`), or give it a `--seed` '
+    "flag, which every run is passed; then start a new run."
+)
+
+
+def seeds_do_nothing(metric: str, n_seeds: int) -> str:
+    """Why a comparison whose seeds all gave the same values has no verdict, in the report's words."""
+    return (
+        f"every one of the {n_seeds} seeds gave the same held-out {metric} to the last digit, for both sides: "
+        "the seed does not reach the script, so the seeds repeat one run and give no interval to judge by"
+    )
 
 
 def fmt(value: float | None) -> str:
@@ -71,7 +90,7 @@ def verdict(
     comparison: Comparison | None,
     approvable: bool,
 ) -> Verdict:
-    """improved / no significant change / worse / failed, from the held-out comparison alone."""
+    """improved / no significant change / worse / not measurable / failed, from the held-out comparison alone."""
     reject = f'`research-loop reject {run_id} --reason "..."`'
     failed = _failure(tuning, best, baseline, final, comparison)
     if failed is not None:
@@ -88,8 +107,7 @@ def verdict(
     c = comparison
     assert c is not None
     ahead = better(c.difference, 0.0, c.direction)
-    ci_excludes = c.ci_low is not None and c.ci_high is not None and (c.ci_low > 0 or c.ci_high < 0)
-    significant = (c.p_value is not None and c.p_value * c.looks < ALPHA) or ci_excludes
+    significant = (c.p_value is not None and c.p_value * c.looks < ALPHA) or c.excludes_zero
     beyond_noise = abs(c.difference) > c.noise_floor
     where = f"held-out test {c.metric}"
     ci = c.ci_text()
@@ -109,6 +127,17 @@ def verdict(
     ]
     how_much = f"{signed(c.difference)}{_relative(c.difference, c.baseline_mean)}"
     sure = f"{p}, {ci}, over {c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}"
+    if c.seeds_identical:
+        summary = (
+            f"Not measurable: {seeds_do_nothing(c.metric, c.n_seeds)} (candidate {fmt(c.candidate_mean)}, "
+            f"baseline {fmt(c.baseline_mean)})."
+        )
+        return Verdict(
+            outcome="not measurable",
+            summary=summary,
+            evidence=evidence,
+            next_steps=[SEED_FIX, f"Record the outcome: {reject}."],
+        )
     if significant and beyond_noise:
         outcome: Conclusion = "improved" if ahead else "worse"
         direction = "better" if ahead else "worse"

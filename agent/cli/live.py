@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.live import Live
 from rich.table import Table
 
-from agent import config
+from agent import config, runs
 from agent.cli.tables import console, fail, print_conclusion
 from agent.loop import drive as loop
 from agent.loop.drive import LoopEvent
@@ -76,7 +76,7 @@ class LiveView:
 def drive_run(folder: Path, settings: config.Settings) -> None:
     """Drive a run to its end with the live view; print where it stopped if it did not get there."""
     try:
-        with LiveView() as view:
+        with LiveView() as view, runs.library_warnings(folder):
             result = loop.drive(folder, settings, view.update, report=reporting.render)
     except KeyboardInterrupt:
         fail(f"interrupted; continue with `research-loop resume {folder.name}`", code=130)
@@ -89,4 +89,5 @@ def drive_run(folder: Path, settings: config.Settings) -> None:
         f"review it, then:  research-loop approve {folder.name}   or   "
         f"research-loop reject {folder.name} --reason '...'",
         highlight=False,
+        soft_wrap=True,
     )

@@ -13,10 +13,11 @@ from rich.markdown import Markdown
 from agent import config, runs
 from agent.cli.live import drive_run
 from agent.cli.review import find_run
-from agent.cli.tables import console, fail, print_json, print_report, print_table
+from agent.cli.tables import console, fail, print_json, print_prompt, print_report, print_table, waiting_for
 from agent.loop import drive as loop
 from agent.plan import planner
 from agent.plan.llm import errors_of
+from agent.plan.structured import schema_json
 from agent.schemas import RunInfo
 from experiments import registry, sandbox
 from experiments import storage as storages
@@ -26,6 +27,10 @@ from experiments.script import ScriptContractError
 from experiments.training import describe_device
 
 DEVICES = ("auto", "cpu", "cuda")
+METRIC_REGEX_HELP = (
+    "a regular expression that finds the metric on a line your plain script prints, the value in its first "
+    "group (for output the built-in reading does not understand), e.g. 'bleu ([0-9.]+)'"
+)
 # How task code is boxed: the same options on `run` and `study`.
 SandboxOption = Annotated[
     str | None,
@@ -91,6 +96,9 @@ def plan(
     task: Annotated[
         str | None, typer.Option(help="plan for this registered task, not the one the idea points at")
     ] = None,
+    show_prompt: Annotated[
+        bool, typer.Option("--show-prompt", help="print the prompt a model would get, and its size; no call")
+    ] = False,
 ) -> None:
     """Turn a research idea into an experiment plan: plan.json and plan.md in a new run folder.
 
@@ -102,7 +110,11 @@ def plan(
     except ValueError as exc:
         fail(f"settings: {'; '.join(errors_of(exc))}")
     try:
-        the_plan = planner.make_plan(idea, settings, task=task)
+        if show_prompt:
+            print_prompt(planner.plan_prompt(idea, settings, task), schema_json(planner.PlanDraft), settings)
+            return
+        with waiting_for(settings.llm) as waiting:
+            the_plan = planner.make_plan(idea, settings, task=task, waiting=waiting)
     except planner.PlanError as exc:
         fail(str(exc))
     info = RunInfo(
@@ -123,19 +135,25 @@ def plan(
             runs.discard(folder)
         fail(f"could not write the plan under {settings.reports_dir}: {exc}")
     console.print(Markdown(planner.render_markdown(the_plan)))
-    console.print(f"plan: [bold]{folder / 'plan.md'}[/] (and plan.json)", highlight=False)
+    console.print(f"plan: [bold]{folder / 'plan.md'}[/] (and plan.json)", highlight=False, soft_wrap=True)
 
 
 def resolve_task(
-    name: str, script: Path | None, args: tuple[str, ...] = (), metric: str | None = None
+    name: str,
+    script: Path | None,
+    args: tuple[str, ...] = (),
+    metric: str | None = None,
+    metric_regex: str | None = None,
 ) -> registry.Task:
-    """A registered task, or the user's own script (with its own arguments, judged by `metric` when given);
-    refuses with the list of tasks, the contract broken, or the metric whose direction is unknown."""
+    """A registered task, or the user's own script (with its own arguments, judged by `metric` when given,
+    read from its output by `metric_regex` when given); refuses with the list of tasks, the contract broken,
+    the metric whose direction is unknown, or a regex that cannot read one."""
     if script is not None:
         if not script.is_file():
             fail(f"--script {script}: no such file")
         try:
-            return registry.from_script(script, registry.metric_named(metric) if metric else None, args)
+            named = registry.metric_named(metric) if metric else None
+            return registry.from_script(script, named, args, metric_regex)
         except UnicodeDecodeError:
             fail(f"--script {script}: not a UTF-8 text file")
         except (ScriptContractError, OSError, ValueError) as exc:
@@ -214,6 +232,7 @@ def run(
         str | None,
         typer.Option(help="the metric your plain script is judged by (default: the one it reports)"),
     ] = None,
+    metric_regex: Annotated[str | None, typer.Option(help=METRIC_REGEX_HELP)] = None,
     trials: Annotated[
         int | None, typer.Option(help="tuning trials over all rounds (default: the plan's)")
     ] = None,
@@ -290,12 +309,12 @@ def run(
             script, args = parse_command(command, Path.cwd())
         except ValueError as exc:
             fail(str(exc))
-    if metric is not None and script is None:
+    if (metric is not None or metric_regex is not None) and script is None:
         fail("--metric is for your own script (--script or --command); a task's metric is fixed")
     if task is not None and script is None:
         resolve_task(task, None)
     if script is not None:
-        show_found(resolve_task(task or "", script, tuple(args), metric))
+        show_found(resolve_task(task or "", script, tuple(args), metric, metric_regex))
     try:
         planner.check_idea(idea)
     except planner.PlanError as exc:
@@ -307,13 +326,13 @@ def run(
         fail(str(exc))
     options = loop.LoopOptions(
         idea=idea, task=task, script=script.resolve() if script else None, script_args=args, metric=metric,
-        trials=trials, rounds=rounds,
+        metric_regex=metric_regex, trials=trials, rounds=rounds,
         timeout_s=timeout, workers=workers, seeds=seed_count, seeds_auto=seeds_auto, max_seeds=max_seeds,
         seed=seed, device=device_kind, device_name=device_name, trust_edits=settings.trust_edits,
         box=BoxSpec(mode=settings.sandbox, memory_limit_mb=settings.memory_limit_mb),
     )  # fmt: skip
     folder = loop.start(options, settings, ["research-loop", *map(storages.redact, sys.argv[1:])])
-    console.print(f"run folder: [bold]{folder}[/]", highlight=False)
+    console.print(f"run folder: [bold]{folder}[/]", highlight=False, soft_wrap=True)
     drive_run(folder, settings)
 
 

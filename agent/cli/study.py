@@ -16,6 +16,7 @@ from agent import config, runs
 from agent.cli.review import find_run
 from agent.cli.run import (
     DEVICES,
+    METRIC_REGEX_HELP,
     MemoryOption,
     SandboxOption,
     check_storage,
@@ -95,6 +96,7 @@ RUN_ERRORS = (RunnerError, storages.StorageUnavailable, OSError)
 def study(
     task: Annotated[str, typer.Option(help="registered task (see `research-loop tasks`)")] = "digits-cnn",
     script: Annotated[Path | None, typer.Option(help="your own training script instead of a task")] = None,
+    metric_regex: Annotated[str | None, typer.Option(help=METRIC_REGEX_HELP)] = None,
     sampler: Annotated[
         str, typer.Option(help=f"one of: {', '.join(SAMPLERS)}; default: research-loop's own strategy")
     ] = "default",
@@ -132,7 +134,9 @@ def study(
     if device not in DEVICES:
         fail(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     settings = load_boxed(storage=storage, device=device, sandbox=sandbox, memory_limit_mb=memory_limit_mb)
-    the_task = resolve_task(task, script)
+    if metric_regex is not None and script is None:
+        fail("--metric-regex is for your own script (--script); a task's metric is fixed")
+    the_task = resolve_task(task, script, metric_regex=metric_regex)
     if script is None:
         check_data(the_task)
     else:
@@ -167,10 +171,10 @@ def study(
     folder = runs.create(settings.reports_dir, info)
     url = settings.storage or str(folder / storages.JOURNAL_FILE)
     info.storage = storages.redact(url)
-    console.print(f"run folder: [bold]{folder}[/]   storage: {info.storage}", highlight=False)
+    console.print(f"run folder: [bold]{folder}[/]   storage: {info.storage}", highlight=False, soft_wrap=True)
 
     def work() -> StudyResult:
-        with study_progress() as update:
+        with study_progress() as update, runs.library_warnings(folder):
             return tune_and_compare(
                 url, info.run_id, folder, the_task, the_task.search_space, cfg, update, device_name
             )

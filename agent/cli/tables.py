@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -15,11 +17,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent import config
+from agent.plan import serving
 from agent.report import render as reporting
 from experiments.records import StudyResult
 
-console = Console()
-err = Console(stderr=True)
+# piped or redirected output is read by programs and pasted from: rich must not break its lines at 80 columns,
+# or a path or a command splits mid-word; a terminal wraps long lines itself
+console = Console(soft_wrap=not sys.stdout.isatty())
+err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+PIPED_EVERY_S = 30.0
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -76,7 +82,7 @@ def print_study_summary(result: StudyResult, folder: Path) -> None:
         console.print(
             f"baseline validation {metric}: {sum(base) / len(base):.4f} mean over {len(base)} seeds"
         )
-    console.print(f"results: [bold]{folder / 'results.json'}[/]", highlight=False)
+    console.print(f"results: [bold]{folder / 'results.json'}[/]", highlight=False, soft_wrap=True)
 
 
 def _fmt(value: object) -> str:
@@ -102,4 +108,38 @@ def print_conclusion(data: Path, markdown: Path | str, html: Path | str | None) 
     console.print(
         f"conclusion{against}: [bold]{outcome.outcome}[/]  {escape(outcome.summary)}", highlight=False
     )
-    console.print(f"report: [bold]{markdown}[/]  (HTML: {html})", highlight=False)
+    console.print(f"report: [bold]{markdown}[/]  (HTML: {html})", highlight=False, soft_wrap=True)
+
+
+def print_prompt(messages: Sequence[Any], schema: str, settings: config.Settings) -> None:
+    """A prompt as a model would get it, then its size: what `plan --show-prompt` prints (plain text, so the
+    prompt's own brackets are never read as markup)."""
+    for message in messages:
+        typer.echo(f"----- {message.type} -----\n{message.content}\n")
+    chars = sum(len(m.content) for m in messages)
+    tokens = serving.prompt_tokens(messages)
+    typer.echo(
+        f"----- size -----\n{chars} characters in {len(messages)} messages, about {tokens} tokens "
+        f"({serving.CHARS_PER_TOKEN} characters a token, measured with Qwen2.5-Coder's tokenizer); the schema "
+        f"sent beside them (a tool's parameters or a response format): {len(schema)} characters, about "
+        f"{serving.estimate_tokens(schema)} tokens; room kept for the answer: {settings.llm_answer_tokens} "
+        "tokens (llm_answer_tokens)"
+    )
+
+
+@contextmanager
+def waiting_for(what: str) -> Iterator[Callable[[float, int], None]]:
+    """A progress line while a model answers: a spinner on stderr in a terminal, else a line every 30 s, so
+    a slow local model is seen to be working and stdout keeps only the result."""
+    if err.is_terminal:
+        with err.status(f"waiting for {what}") as status:
+            yield lambda s, n: status.update(f"waiting for {what}: {s:.0f} s, {n} tokens so far")
+        return
+    said = [0.0]
+
+    def line(seconds: float, tokens: int) -> None:
+        if seconds - said[0] >= PIPED_EVERY_S:
+            said[0] = seconds
+            err.print(f"still waiting for {what}: {seconds:.0f} s, {tokens} tokens so far", highlight=False)
+
+    yield line

@@ -3,7 +3,7 @@
 The loop calls two functions:
 
     patch = propose_patch(plan, task, run_folder, settings)   # before any trial runs
-    final = finalize_patch(run_folder, best.params)           # after the study: what `approve` applies
+    final = finalize_patch(run_folder, supported, url, notes)  # after the study: what `approve` applies
 
 propose_patch reads the task's script (never writes it), applies the plan's structured changes on the syntax
 tree (agent/code/edits/: base, model, activation, training) and its free-form ones through
@@ -11,17 +11,18 @@ the LLM as exact search/replace blocks, and writes the patched script to run_fol
 to run_folder/patch.diff and everything `approve` needs to run_folder/patch.json. A patch whose checks fail is
 still written, so a person can see why, but `patch.checks_passed` is False and nothing may run it.
 
-finalize_patch writes the best measured values into the patched script's block as its new defaults: the final
-patch is exactly the code the winning trials ran, with their hyperparameters; it replaces patch.diff.
+finalize_patch writes the measured values the evidence supports into the patched script's block as its new
+defaults (the rest keep the script's own): the code the trials ran, with those values; it replaces patch.diff.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent import runs
@@ -34,8 +35,8 @@ from agent.code.edits.training import add_weight_decay, early_stopping, limit_tr
 from agent.code.source import EditError
 from agent.config import Settings
 from agent.plan import llm as llms
-from agent.plan.structured import ask, render_messages, schema_json
-from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit
+from agent.plan.structured import Waiting, ask, render_messages
+from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit, TokenUsage
 from experiments import seal as seals
 from experiments.program import is_program
 from experiments.records import Direction, Model
@@ -75,6 +76,7 @@ class PatchRecord(BaseModel):
     final: CodePatch | None = None
     final_params: dict[str, Any] = Field(default_factory=dict)
     trusted: bool = Field(default=False, description="the run was started with --trust-edits")
+    usage: TokenUsage = Field(default_factory=TokenUsage, description="what a model's free-form edits cost")
 
 
 @dataclass(frozen=True)
@@ -166,12 +168,13 @@ def propose_patch(
     run_folder: Path,
     settings: Settings,
     llm: llms.ChatLLM | None = None,
+    waiting: Waiting | None = None,
 ) -> CodePatch:
     """The plan's code changes as a checked patch in the run's workspace; the task's file is only read.
 
     `llm` answers free-form changes; when None and the plan has some, it is connected from `settings` (an
-    offline setting fails the `edits` check with the reason). Raises PatchError only when nothing can be
-    written at all (an unsafe workspace path, an unreachable LLM).
+    offline setting fails the `edits` check with the reason); `waiting` hears how long its answer takes.
+    Raises PatchError only when nothing can be written at all (an unsafe workspace path, an unreachable LLM).
     """
     name = task.script.name
     original = task.script.read_text()
@@ -204,12 +207,16 @@ def propose_patch(
     )
     structured = [c for c in plan.code_changes if c.kind != "free_form"]
     free = [c for c in plan.code_changes if c.kind == "free_form"]
+    usage = TokenUsage()
     try:
         text = apply_intents(original, structured, name, task.metric.direction)
     except EditError as exc:
         patch = _failed(job.build(original), "edits", str(exc))
     else:
-        patch = _free_form(job, free, text, settings, llm) if free else check(job.build(text))
+        if free:
+            patch, usage = _free_form(job, free, text, settings, llm, waiting)
+        else:
+            patch = check(job.build(text))
     script.write_text(patch.files.get(name, original))
     record = PatchRecord(
         script=name,
@@ -220,24 +227,50 @@ def propose_patch(
         search=search,
         patch=patch,
         trusted=settings.trust_edits,
+        usage=usage,
     )
     save_record(run_folder, record)
     (run_folder / PATCH_DIFF).write_text(patch.diff)
     return patch
 
 
+def edit_messages(
+    script: str, source: str, changes: list[CodeChangeIntent], metric: str, search: list[str]
+) -> list[BaseMessage]:
+    """The prompt that asks a model for a free-form change to `script`: the rules, the changes, the source."""
+    return render_messages(
+        PROMPT,
+        schema_name=EditAnswer.__name__,
+        script=script,
+        source=source,
+        plain=is_program(source),
+        changes=changes,
+        metric=metric,
+        search=search,
+        block_start=BLOCK_START,
+        block_end=BLOCK_END,
+    )
+
+
 def _free_form(
-    job: _Job, changes: list[CodeChangeIntent], base: str, settings: Settings, llm: llms.ChatLLM | None
-) -> CodePatch:
-    """Ask the model for search/replace blocks; a failed check goes back to it, at most llm_repairs times."""
+    job: _Job,
+    changes: list[CodeChangeIntent],
+    base: str,
+    settings: Settings,
+    llm: llms.ChatLLM | None,
+    waiting: Waiting | None,
+) -> tuple[CodePatch, TokenUsage]:
+    """Ask the model for search/replace blocks; a failed check goes back to it, at most llm_repairs times.
+    The patch comes with the tokens its answers took."""
     unchanged = job.build(base)
     if llm is None and llms.is_offline(settings):
-        return _failed(
+        refused = _failed(
             unchanged,
             "edits",
             "free-form changes need an LLM and the llm setting is offline; "
             "set --llm or give the change as a structured kind",
         )
+        return refused, TokenUsage()
     tried: list[CodePatch] = []
 
     def finish(answer: EditAnswer) -> CodePatch:
@@ -250,18 +283,7 @@ def _free_form(
 
     try:
         llm = llm or llms.connect(settings)
-        messages = render_messages(
-            PROMPT,
-            schema_name=EditAnswer.__name__,
-            schema=schema_json(EditAnswer),
-            script=job.name,
-            source=base,
-            changes=changes,
-            metric=job.metric,
-            search=job.search,
-            block_start=BLOCK_START,
-            block_end=BLOCK_END,
-        )
+        messages = edit_messages(job.name, base, changes, job.metric, job.search)
         answer = ask(
             llm,
             messages,
@@ -269,12 +291,13 @@ def _free_form(
             finish=finish,
             repairs=settings.llm_repairs,
             max_tokens=settings.max_tokens,
+            waiting=waiting,
         )
     except llms.LLMAnswerError as exc:
-        return _failed(tried[-1] if tried else unchanged, "repairs", str(exc))
+        return _failed(tried[-1] if tried else unchanged, "repairs", str(exc)), exc.usage
     except llms.LLMError as exc:
         raise PatchError(str(exc)) from None
-    return answer.value
+    return answer.value, answer.usage
 
 
 def load_record(run_folder: Path) -> PatchRecord:
@@ -291,12 +314,14 @@ def save_record(run_folder: Path, record: PatchRecord) -> None:
     runs.write_atomic(run_folder / PATCH_JSON, record.model_dump_json(indent=2))
 
 
-def finalize_patch(run_folder: Path, best_params: Mapping[str, Any], url: str) -> CodePatch:
-    """The run's code change with `best_params` written in as the block's defaults: exactly what was measured.
+def finalize_patch(
+    run_folder: Path, best_params: Mapping[str, Any], url: str, notes: Sequence[str] = ()
+) -> CodePatch:
+    """The run's code change with `best_params` written in as the block's defaults: the measured values the
+    evidence supports (the loop chooses them, agent.analyse.evidence), with `notes` on why in its rationale.
 
     Stored as `final` in patch.json and replaces patch.diff (the proposed diff stays in patch.json's `patch`);
-    `approve` applies it, after checking it against the seal written here into the run's storage `url`.
-    The static checks run again; the
+    `approve` applies it, after checking it against the seal written here into the run's storage `url`. The static checks run again; the
     preflight does not, since only literal defaults changed and the trials already ran this code.
     """
     record = load_record(run_folder)
@@ -308,7 +333,9 @@ def finalize_patch(run_folder: Path, best_params: Mapping[str, Any], url: str) -
     except EditError as exc:
         raise PatchError(f"the best values cannot be written as defaults: {exc}") from None
     values = ", ".join(f"{k}={v!r}" for k, v in best_params.items())
-    why = f"{record.patch.rationale}; defaults set to the best measured values ({values or 'none'})"
+    why = "; ".join(
+        [f"{record.patch.rationale}; defaults set to the supported values ({values or 'none'})", *notes]
+    )
     final = build_patch(record.script, record.original, text, why)
     subject = Subject(
         final, {record.script: record.original}, run_folder / WORKSPACE, record.search, record.trusted

@@ -32,13 +32,21 @@ def conclude(
     sequential: Sequential,
 ) -> RunResult:
     """Per arm, pick the finalist by mean validation value (never by test); the arms' question is answered by
-    the treatments against the control on the held-out split, and the patch carries the arm best on
-    validation, compared with the defaults on the held-out split."""
+    the treatments against the control on the held-out split. The patch carries the treatment judged better
+    that is best on validation, else the control (no arm's change is supported), compared with the defaults
+    on the held-out split."""
     arms = plan.arm_list()
     results, shared = select_arms(plan, task, rounds, finals)
-    top = max(results, key=lambda a: validation_mean(a.final, task))
-    studies: list[StudyResult] = [s for r in rounds for s in r.studies]
     looks = sequential.looks
+    comparisons = compare_arms(plan.arms, results, task.metric, looks)
+    supported = {c.treatment for c in comparisons if c.verdict == "better"}
+    pool = results
+    if comparisons:  # a plan with a control: only a treatment judged better displaces it
+        pool = [
+            a for a in results if a.name in supported or (not supported and a.role == "control")
+        ] or results
+    top = max(pool, key=lambda a: validation_mean(a.final, task))
+    studies: list[StudyResult] = [s for r in rounds for s in r.studies]
     return RunResult(
         run_id=run_id,
         plan=plan,
@@ -51,7 +59,7 @@ def conclude(
         comparison=stats.compare(top.final, baseline, task.metric, "test", looks),
         validation=stats.compare(top.final, baseline, task.metric, "validation", looks),
         arms=results if len(arms) > 1 else [],
-        comparisons=compare_arms(plan.arms, results, task.metric, looks),
+        comparisons=comparisons,
         compared_at=shared,
         seeds_used=sequential.seeds,
         looks=looks,

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from agent import runs
-from agent.analyse import ablation
+from agent.analyse import ablation, evidence
 from agent.code import coder
 from agent.config import Settings
 from agent.loop.arms import finalists, study_name
@@ -53,6 +53,7 @@ class LoopOptions(BaseModel):
     script: Path | None = None
     script_args: list[str] = Field(default_factory=list, description="a plain script's own arguments")
     metric: str | None = Field(default=None, description="the metric a plain script is judged by")
+    metric_regex: str | None = Field(default=None, description="how the plain script's output gives it")
     trials: int | None = Field(default=None, ge=1)
     rounds: int | None = Field(default=None, ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
@@ -129,6 +130,12 @@ class Loop:
         """Study progress, labelled by stage so the live view can tell tuning trials from evaluations."""
         return lambda label, progress: self.emit(stage, label, progress)
 
+    def waiting(self, stage: str) -> Callable[[float, int], None]:
+        """A model's answer being awaited, shown as the stage's message: a local model can take minutes."""
+        return lambda s, n: self.emit(
+            stage, message=f"waiting for {self.settings.llm}: {s:.0f} s, {n} tokens"
+        )
+
     def time_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
@@ -142,7 +149,7 @@ class Loop:
         if self.options.script is not None:
             task = self.script_task().name
         try:
-            plan = planner.make_plan(self.options.idea, self.settings, task)
+            plan = planner.make_plan(self.options.idea, self.settings, task, self.waiting("plan"))
         except planner.PlanError as exc:
             raise LoopError(f"planning failed: {exc}") from None
         plan = apply_overrides(plan, self.options, self.settings)
@@ -155,9 +162,8 @@ class Loop:
     def script_task(self) -> Task:
         """The person's script as a task, registered so that the planner and the workers find it."""
         metric = registry.metric_named(self.options.metric) if self.options.metric else None
-        return registry.register(
-            registry.from_script(self.options.script, metric, tuple(self.options.script_args))  # type: ignore[arg-type]
-        )
+        script, args, regex = self.options.script, tuple(self.options.script_args), self.options.metric_regex
+        return registry.register(registry.from_script(script, metric, args, regex))  # type: ignore[arg-type]
 
     def patch(self, plan: ExperimentPlan, task: Task) -> None:
         prepare_workspaces(self.folder, task)
@@ -165,7 +171,7 @@ class Loop:
             return
         self.stage("patch")
         try:
-            patch = coder.propose_patch(plan, task, self.folder, self.settings)
+            patch = coder.propose_patch(plan, task, self.folder, self.settings, waiting=self.waiting("patch"))
         except coder.PatchError as exc:
             raise LoopError(f"the code change could not be made: {exc}") from None
         failed = [c for c in patch.checks if not c.passed]
@@ -216,12 +222,16 @@ class Loop:
             self.folder / "workspace", params, self.config(plan, seeds=seeds), self.reporter("final"), label,
         )  # fmt: skip
 
+    def reference(self, plan: ExperimentPlan, task: Task) -> dict[str, Any]:
+        """The patched script's defaults under the plan's conditions: what a change is measured against."""
+        script = self.folder / "workspace" / task.script.name
+        return {**entry.defaults(script.read_text(), str(script)), **plan.conditions}
+
     def ablation(self, plan: ExperimentPlan, task: Task, result: RunResult) -> Ablation | None:
         """Leave-one-out of the patch's candidate against the patched script's defaults, over the same seeds."""
         if result.best is None or not any(r.state == "COMPLETE" for r in result.final):
             return None
-        script = self.folder / "workspace" / task.script.name
-        reference = {**entry.defaults(script.read_text(), str(script)), **plan.conditions}
+        reference = self.reference(plan, task)
         arm = next((a for a in plan.arm_list() if a.name == result.best_arm), None)
         first = [*arm.fixed, *(p.name for p in arm.search)] if arm else []
         chosen, skipped = ablation.variants(result.best.params, reference, first)
@@ -334,12 +344,13 @@ def drive(
             run_result.cost = run_result.cost.model_copy(
                 update={"trials": run_result.cost.trials + extra, "wall_s": time.monotonic() - loop.started}
             )
+        # only what the evidence supports; the conditions (a data set, a cap) set the experiment, not the change
+        run_result.patch_changes = evidence.patch_changes(run_result, loop.reference(plan, task))
         runs.write_atomic(folder / RESULTS_FILE, run_result.model_dump_json(indent=2))
         if run_result.best is not None:
             loop.stage("finalize")
-            # the shared conditions (a data set, a training-set cap) set the experiment, not the change
-            changed = {k: v for k, v in run_result.best.params.items() if k not in plan.conditions}
-            coder.finalize_patch(folder, changed, loop.url)
+            params = {**evidence.carried(run_result.patch_changes), **evidence.released(plan)}
+            coder.finalize_patch(folder, params, loop.url, evidence.rationale(run_result.patch_changes, plan))
         loop.stage("report")
         report(folder, settings)
     except KeyboardInterrupt:

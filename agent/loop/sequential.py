@@ -59,16 +59,13 @@ def more_seeds(
             }
         baseline = _first(loop, baseline, n)
         finals = {a: [_first(loop, f, n) for f in fs] for a, fs in finals.items()}
-        if settled(plan, task, rounds, baseline, finals, looks):
-            level = f"{100 * (1 - 0.05 / looks):.4g}%"
+        why = settled(plan, task, rounds, baseline, finals, looks)
+        if why:
             return (
                 baseline,
                 finals,
                 Sequential(
-                    seeds=n,
-                    looks=looks,
-                    reason=f"stopped at {n} seeds (look {i + 1} of {looks}): every interval at the {level} "
-                    "level excludes 0",
+                    seeds=n, looks=looks, reason=f"stopped at {n} seeds (look {i + 1} of {looks}): {why}"
                 ),
             )
     return (
@@ -101,13 +98,20 @@ def settled(
     baseline: list[TrialRecord],
     finals: dict[str, list[list[TrialRecord]]],
     looks: int,
-) -> bool:
-    """Whether the answer is clear: every treatment judged better or worse than the control, or (without
-    arms) the patch's interval against the defaults excludes 0, at the level corrected for `looks`."""
+) -> str:
+    """Why the answer is clear, or "" while it is not: every treatment judged better or worse than the
+    control, or (without arms) the patch's interval against the defaults excludes 0, at the level corrected
+    for `looks`. Seeds that all give the same values are settled too: more of them repeat the same run."""
     results, _ = select_arms(plan, task, rounds, finals)
+    level = f"every interval at the {100 * (1 - 0.05 / looks):.4g}% level excludes 0"
+    repeated = "every seed gave the same result, so the seed does not reach the script and more cannot help"
     if plan.arms:
         judged = compare_arms(plan.arms, results, task.metric, looks)
-        return bool(judged) and all(c.verdict in ("better", "worse") for c in judged)
+        if any(c.verdict == "not measurable" for c in judged):
+            return repeated
+        return level if judged and all(c.verdict in ("better", "worse") for c in judged) else ""
     top = max(results, key=lambda a: validation_mean(a.final, task))
     c = stats.compare(top.final, baseline, task.metric, "test", looks)
-    return c is not None and c.ci_low is not None and (c.ci_low > 0 or c.ci_high < 0)  # type: ignore[operator]
+    if c is not None and c.seeds_identical:
+        return repeated
+    return level if c is not None and c.excludes_zero else ""

@@ -1,10 +1,12 @@
 """The plan stage: an idea in, an `ExperimentPlan` out.
 
 - `planner`: picks the planner (offline rules or a language model) and validates what it drafts
+- `draft`: the compact plan a model writes, mended and expanded into a whole plan
 - `llm`: the provider registry: the `llm` setting, the connection to its model, list prices
-- `structured`: the structured call to a connected model (`ask`), with its text fallback and repairs
+- `structured`: the structured call to a connected model (`ask`): response formats, tools, text, repairs
+- `serving`: what a self-hosted server reports (its context window), and prompt-size estimates
 - `rules`: the checks every plan passes, whoever drafted it
 - `offline`: the deterministic planner that reads the idea's words, with its priors
 """
 
-__all__ = ["llm", "offline", "planner", "rules", "structured"]
+__all__ = ["draft", "llm", "offline", "planner", "rules", "serving", "structured"]

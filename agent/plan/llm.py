@@ -11,6 +11,11 @@ One setting picks the model (`--llm`, RESEARCH_LOOP_LLM, or `llm` in research-lo
   key comes from `api_key` or the provider's own variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...); a missing
   package or key is refused before any request, in one line that names what to install or set.
 
+A self-hosted server (`openai-compatible`, `ollama`) is one model on one slot that may need minutes an
+answer: its requests are streamed (a server stops working on an answer its client has stopped reading), never
+retried (a retry queues behind the abandoned request), and sized against its context window first
+(`serving`). The request timeout is `llm_timeout_s` for every provider.
+
 The structured call that gets a validated pydantic object out of a connected model, `ask`, is in `structured`.
 """
 
@@ -30,8 +35,16 @@ from agent.schemas import TokenUsage
 
 OFFLINE = "offline"
 COMPATIBLE = "openai-compatible"
-TIMEOUT_S = 120.0
-MAX_RETRIES = 2
+SELF_HOSTED = (COMPATIBLE, "ollama")
+MAX_RETRIES = 2  # for hosted APIs, which answer a retry on another replica
+# How each provider can be made to answer in a schema, best first (`structured` falls back along the list when
+# a server refuses one with HTTP 400 or 422): OpenAI's json_schema response format; the json_object-with-schema
+# dialect of llama-cpp-python (which refuses json_schema); a forced tool call; JSON asked for in plain text.
+MODES: dict[str, tuple[str, ...]] = {
+    COMPATIBLE: ("json_schema", "json_object", "tools", "text"),
+    "openai": ("json_schema", "tools", "text"),
+}
+OTHER_MODES = ("tools", "text")
 # the variable an API key is read from when a provider's class names it in its error
 _KEY_VARIABLE = re.compile(r"\b[A-Z][A-Z0-9_]*_API_KEY\b")
 _PIP_INSTALL = re.compile(r"pip install [`\"']*([A-Za-z0-9_.\-\[\]]+)")
@@ -100,6 +113,18 @@ class ChatLLM:
     chat: BaseChatModel
     where: str
     price: Price | None = None
+    timeout_s: float = 120.0
+    answer_tokens: int = 1024
+    context_tokens: int | None = None
+    modes: tuple[str, ...] = OTHER_MODES
+
+    @property
+    def provider(self) -> str:
+        return self.spec.partition(":")[0]
+
+    @property
+    def self_hosted(self) -> bool:
+        return self.provider in SELF_HOSTED
 
     def usage(self, message: AIMessage) -> TokenUsage:
         meta = message.usage_metadata or {}
@@ -148,31 +173,60 @@ def connect(settings: Settings) -> ChatLLM:
         # Local servers ignore the key but the client insists on one (never OPENAI_API_KEY: that is for
         # OpenAI, not for whoever runs this address). Chat completions, not OpenAI's newer Responses API,
         # because that is what compatible servers implement; temperature 0 because small local models keep
-        # to a JSON schema better without sampling noise.
+        # to a JSON schema better without sampling noise. Usage is asked for in streams (include_usage), which
+        # llama-cpp-python ignores and the others honour.
         chat = _init_chat(
             spec,
             model,
             "openai",
+            settings,
             api_key=key or "not-needed",
             base_url=settings.base_url,
             use_responses_api=False,
             temperature=0,
+            stream_usage=True,
         )
-        return ChatLLM(spec=spec, model=model, chat=chat, where=settings.base_url)
+        return _connected(settings, spec, model, chat, settings.base_url)
     given = {"api_key": key, "base_url": settings.base_url}
-    chat = _init_chat(spec, model, name, **{k: v for k, v in given.items() if v})
+    chat = _init_chat(spec, model, name, settings, **{k: v for k, v in given.items() if v})
     variable = _missing_key(chat)
     if variable is not None:
         raise LLMConfigError(_needs_key(spec, variable))
     where = settings.base_url or f"the {name} API"
-    return ChatLLM(spec=spec, model=model, chat=chat, where=where, price=price_of(name, model))
+    return _connected(settings, spec, model, chat, where, price_of(name, model))
 
 
-def _init_chat(spec: str, model: str, provider: str, **kwargs: Any) -> BaseChatModel:
+def _connected(
+    settings: Settings, spec: str, model: str, chat: BaseChatModel, where: str, price: Price | None = None
+) -> ChatLLM:
+    modes = MODES.get(spec.partition(":")[0], OTHER_MODES)
+    if settings.llm_structured != "auto":
+        chosen = settings.llm_structured
+        modes = modes[modes.index(chosen) :] if chosen in modes else (chosen, "text")
+    return ChatLLM(
+        spec=spec,
+        model=model,
+        chat=chat,
+        where=where,
+        price=price,
+        timeout_s=settings.llm_timeout_s,
+        answer_tokens=settings.llm_answer_tokens,
+        context_tokens=settings.llm_context_tokens,
+        modes=tuple(dict.fromkeys(modes)),
+    )
+
+
+def _init_chat(spec: str, model: str, provider: str, settings: Settings, **kwargs: Any) -> BaseChatModel:
     """LangChain's chat model for `provider`, or LLMConfigError naming what to install, set or fix."""
+    retries = 0 if spec.partition(":")[0] in SELF_HOSTED else MAX_RETRIES
     try:
         return init_chat_model(
-            model, model_provider=provider, timeout=TIMEOUT_S, max_retries=MAX_RETRIES, **kwargs
+            model,
+            model_provider=provider,
+            timeout=settings.llm_timeout_s,
+            max_retries=retries,
+            max_tokens=settings.llm_answer_tokens,
+            **kwargs,
         )
     except ImportError as exc:
         package = _package(exc, provider)

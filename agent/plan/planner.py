@@ -4,6 +4,10 @@ Whoever drafts the plan, it meets the same rules (agent.plan.rules): a registere
 task's script takes, valid ranges, budgets within the configured caps, and the metric and its direction taken
 from the task registry. The loop calls `make_plan` (and, with an LLM, `revise_plan` between rounds); the CLI
 and the report call `render_markdown`.
+
+A model is asked for a `PlanDraft` (agent.plan.draft), only what the idea decides, and is shown the tasks the
+idea's words point at and the offline planner's reading of the idea as a draft to correct: the prompt fits a
+4,096-token context, and a small model edits a plan instead of writing one from nothing.
 """
 
 from __future__ import annotations
@@ -11,21 +15,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from langchain_core.messages import BaseMessage
-from pydantic import create_model
 
 import templates
 from agent import runs
 from agent.config import Settings
+from agent.plan import draft as drafts
 from agent.plan import llm, structured
+from agent.plan.draft import PlanDraft
 from agent.plan.offline import planner as offline_planner
-from agent.plan.rules import PlanError, PlanInvalid, check_idea, check_plan
+from agent.plan.rules import PlanError, PlanInvalid, check_idea, check_plan, normalize
 from agent.results import Finding
-from agent.schemas import CodeChangeKind, ExperimentPlan
+from agent.schemas import ExperimentPlan
 from experiments import registry
-from experiments.records import Model
+from experiments.registry import Task
 
 __all__ = [
     "PlanError",
@@ -33,28 +38,22 @@ __all__ = [
     "PlanDraft",
     "make_plan",
     "revise_plan",
+    "plan_prompt",
     "render_markdown",
     "plan_context",
     "write_plan",
 ]
 
-# What the planner fills in itself, so a model's text can never set it.
-_FORCED = ("idea", "metric", "datasets", "model", "planner", "usage")
-
-PlanDraft: type[Model] = create_model(  # type: ignore[call-overload]
-    "PlanDraft",
-    __base__=Model,
-    __doc__="An experiment plan for the research idea: task, search space, samplers, pruner, budget, phases.",
-    **{
-        name: (field.annotation, field)
-        for name, field in ExperimentPlan.model_fields.items()
-        if name not in _FORCED
-    },
-)
+PLAN_PROMPT = "prompts/plan.md.j2"
+REVISE_PROMPT = "prompts/revise.md.j2"
+CANDIDATES = 2  # tasks described in full to a model: the ones the idea's words point at most
 
 
-def make_plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPlan:
-    """A validated plan for `idea`, on `task` if given; PlanError (one line) when none can be made."""
+def make_plan(
+    idea: str, settings: Settings, task: str | None = None, waiting: structured.Waiting | None = None
+) -> ExperimentPlan:
+    """A validated plan for `idea`, on `task` if given; PlanError (one line) when none can be made. `waiting`
+    hears how long a model's answer has taken, while it is awaited."""
     text = check_idea(idea)
     if task is not None and task not in registry.TASKS:
         raise PlanError(str(registry.UnknownTask(task)))
@@ -69,10 +68,24 @@ def make_plan(idea: str, settings: Settings, task: str | None = None) -> Experim
             raise PlanError(
                 f"the offline planner drafted an invalid plan (a bug; please report it): {exc}"
             ) from None
-    return _ask_for_plan("prompts/plan.md.j2", text, settings, task)
+    base = offline_planner.plan(text, settings, task)
+    draft = structured.compact(drafts.draft_of(base))
+    return _ask_for_plan(PLAN_PROMPT, text, settings, task, base, waiting, draft=draft)
 
 
-def revise_plan(plan: ExperimentPlan, findings: Sequence[Finding], settings: Settings) -> ExperimentPlan:
+def plan_prompt(idea: str, settings: Settings, task: str | None = None) -> list[BaseMessage]:
+    """The messages `make_plan` sends a model for `idea`: what `research-loop plan --show-prompt` prints."""
+    text = check_idea(idea)
+    base = offline_planner.plan(text, settings, task)
+    return plan_messages(PLAN_PROMPT, text, settings, task, draft=structured.compact(drafts.draft_of(base)))
+
+
+def revise_plan(
+    plan: ExperimentPlan,
+    findings: Sequence[Finding],
+    settings: Settings,
+    waiting: structured.Waiting | None = None,
+) -> ExperimentPlan:
     """The next round's plan for the same task, drafted by the configured LLM from a round's findings.
 
     Offline there is no model to ask (PlanError); the analyst's own rules revise plans there. The revised plan
@@ -84,50 +97,66 @@ def revise_plan(plan: ExperimentPlan, findings: Sequence[Finding], settings: Set
         raise PlanError(str(exc)) from None
     if offline:
         raise PlanError("revising a plan through an LLM needs --llm; offline, the analyst's rules revise it")
-    current = plan.model_dump_json(indent=1, exclude=set(_FORCED))  # as a PlanDraft, to edit
+    current = structured.compact(drafts.draft_of(plan))
     revised = _ask_for_plan(
-        "prompts/revise.md.j2", plan.idea, settings, plan.task, current=current, findings=list(findings)
+        REVISE_PROMPT, plan.idea, settings, plan.task, plan, waiting, current=current, findings=list(findings)
     )
     return revised.model_copy(update={"usage": plan.usage + revised.usage})
+
+
+def candidate_tasks(idea: str, task: str | None) -> tuple[list[Task], list[Task]]:
+    """The tasks a model is shown in full (the one given, else those the idea's words point at most, as the
+    offline planner ranks them) and the rest, shown by name and description only (none when one was given)."""
+    if task is not None:
+        return [registry.get(task)], []
+    ranked = [name for _, name, _ in offline_planner.rank_tasks(normalize(idea))]
+    chosen = ranked[:CANDIDATES] or registry.names()[:1]
+    others = [name for name in registry.names() if name not in chosen]
+    return [registry.get(name) for name in chosen], [registry.get(name) for name in others]
 
 
 def plan_messages(
     template: str, idea: str, settings: Settings, task: str | None, **context: Any
 ) -> list[BaseMessage]:
-    """The prompt a planning `template` renders to: the tasks, the schema, the limits and the change kinds."""
+    """The prompt a planning `template` renders to: the candidate tasks, the limits and the plan's fields."""
+    shown, others = candidate_tasks(idea, task)
     return structured.render_messages(
         template,
         idea=idea,
         task=task,
-        tasks=[registry.get(name) for name in ([task] if task else registry.names())],
+        tasks=shown,
+        others=others,
         schema_name=PlanDraft.__name__,
-        schema=structured.schema_json(PlanDraft),
         limits={"max_trials": settings.max_trials, "max_rounds": settings.max_rounds},
-        change_kinds=get_args(CodeChangeKind),
         **context,
     )
 
 
 def _ask_for_plan(
-    template: str, idea: str, settings: Settings, task: str | None, **context: Any
+    template: str,
+    idea: str,
+    settings: Settings,
+    task: str | None,
+    base: ExperimentPlan,
+    waiting: structured.Waiting | None,
+    **context: Any,
 ) -> ExperimentPlan:
-    """A plan from the configured LLM through `template`, checked by the plan rules, repaired or refused."""
+    """A plan from the configured LLM through `template`, mended, expanded and checked by the plan rules,
+    repaired or refused. `base` is the offline reading of the idea (or, revising, the round's plan), which
+    lends the budget's wall-clock and workers."""
     try:
         chat = llm.connect(settings)
     except llm.LLMError as exc:
         raise PlanError(str(exc)) from None
     messages = plan_messages(template, idea, settings, task, **context)
 
-    def finish(draft: Model) -> ExperimentPlan:
-        fields: dict[str, Any] = draft.model_dump()
-        spec = registry.TASKS.get(fields["task"])
+    def finish(draft: PlanDraft) -> ExperimentPlan:
+        spec = registry.TASKS.get(task or draft.task)
         if spec is None:
             raise PlanInvalid(
-                [f"task: {fields['task']!r} is not a registered task; choose one of {registry.names()}"]
+                [f"task: {draft.task!r} is not a registered task; choose one of {registry.names()}"]
             )
-        plan = ExperimentPlan(
-            **fields, idea=idea, metric=spec.metric, datasets=[spec.data], model=spec.model, planner=chat.spec
-        )
+        plan = drafts.expand(draft, idea, spec, settings, chat.spec, base, fixed_task=task)
         return check_plan(plan, settings, task)
 
     try:
@@ -138,6 +167,7 @@ def _ask_for_plan(
             finish=finish,
             repairs=settings.llm_repairs,
             max_tokens=settings.max_tokens,
+            waiting=waiting,
         )
     except llm.LLMError as exc:
         raise PlanError(str(exc)) from None

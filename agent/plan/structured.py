@@ -1,36 +1,54 @@
 """The structured call to a chat model: a validated pydantic object out of any provider `llm.connect` sets up.
 
-`ask` is what the planner, the coder and the analyst use: it asks for an answer in a pydantic schema through
-LangChain's structured output (a forced tool call), falls back to JSON in plain text when the server cannot
-call tools, and sends every invalid answer back with its validation errors for a bounded number of repairs.
-Failed requests are told apart by langchain-core's provider-neutral errors (ModelConnectionError, ...), so
-the same one-line messages come from every provider.
+`ask` is what the planner and the coder use. It asks for an answer in a pydantic schema the strongest way the
+server takes (`ChatLLM.modes`: a JSON-schema response format, llama-cpp-python's json_object with a schema, a
+forced tool call, JSON in plain text), moving down the list when a server refuses one with HTTP 400 or 422 and
+remembering what the server took. An invalid answer goes back with each error and the fragment of the answer it
+is about, a bounded number of times; the conversation holds the first prompt and the last answer only, so a
+repair costs no more context than the first answer did. Failed requests are told apart by langchain-core's
+provider-neutral errors, so the same one-line messages come from every provider.
+
+A self-hosted server's answer is streamed: `waiting` hears once a second how long the call has waited and how
+many tokens have come, and an answer past `llm_timeout_s` is stopped (its server stops with it). Where a stream
+carries no usage (llama-cpp-python), the tokens are estimated: the prompt from its characters
+(`serving.CHARS_PER_TOKEN`), the answer from the chunks streamed, one token each.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
-from langchain_core.exceptions import (
-    ContextOverflowError,
-    ModelConnectionError,
-    ModelInvalidRequestError,
-    ModelTimeoutError,
-)
+import httpx
+from langchain_core.exceptions import ContextOverflowError, ModelConnectionError, ModelTimeoutError
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 import templates
-from agent.plan.llm import TIMEOUT_S, ChatLLM, LLMAnswerError, LLMCallError, _one_line, errors_of
+from agent.plan import serving
+from agent.plan.llm import COMPATIBLE, ChatLLM, LLMAnswerError, LLMCallError, _one_line, errors_of
 from agent.schemas import TokenUsage
 
 MAX_ERRORS_SHOWN = 20
+FRAGMENT_CHARS = 300
+TICK_S = 1.0
+_ANNOTATIONS = ("title", "description")
+_PATH = re.compile(r"^([A-Za-z_]\w*(?:\[[^\]]*\]|\.\w+)*):")
+_NAMES_MODE = re.compile(r"response_format|tool", re.IGNORECASE)
+_TOO_LONG = re.compile(r"context|too long|maximum.*tokens|exceed", re.IGNORECASE)
+# the mode each server took last, so the next call asks it that way first: (spec, where) -> mode
+_TAKEN: dict[tuple[str, str], str] = {}
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+Waiting = Callable[[float, int], None]  # seconds waited, tokens received so far
 
 
 def render_messages(template: str, **context: Any) -> list[BaseMessage]:
@@ -42,9 +60,28 @@ def render_messages(template: str, **context: Any) -> list[BaseMessage]:
     return [SystemMessage(content=system), HumanMessage(content=user)]
 
 
+def lean_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema without its titles and descriptions, as the server gets it (tool parameters, response
+    format) and a text-mode prompt shows it: the prompt says what the fields mean, and a small model's context
+    and a grammar's size both pay for every character."""
+
+    def lean(node: Any, names: bool = False) -> Any:
+        if isinstance(node, dict):
+            return {k: lean(v, k == "properties") for k, v in node.items() if names or k not in _ANNOTATIONS}
+        if isinstance(node, list):
+            return [lean(v) for v in node]
+        return node
+
+    return lean(schema.model_json_schema())
+
+
 def schema_json(schema: type[BaseModel]) -> str:
-    """The JSON schema a prompt shows the model (in text mode it is all the model has to go by)."""
-    return json.dumps(schema.model_json_schema(), indent=1)
+    return json.dumps(lean_schema(schema), separators=(",", ":"))
+
+
+def compact(value: Any) -> str:
+    """JSON on one line, as a prompt shows a draft or an answer's fragment: indentation costs tokens."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 @dataclass(frozen=True)
@@ -52,7 +89,11 @@ class Answer(Generic[T]):
     value: T
     usage: TokenUsage
     attempts: int
-    mode: Literal["tools", "text"]
+    mode: str
+
+
+class _Overdue(Exception):
+    """A streamed answer ran past llm_timeout_s."""
 
 
 def _payload(message: AIMessage) -> Any:
@@ -62,7 +103,7 @@ def _payload(message: AIMessage) -> Any:
     if message.invalid_tool_calls:
         args = message.invalid_tool_calls[0].get("args") or ""
         raise ValueError(f"the tool call's arguments are not valid JSON: {args[:200]!r}")
-    text = message.content if isinstance(message.content, str) else json.dumps(message.content)
+    text = _as_text(message)
     start = text.find("{")
     if start < 0:
         raise ValueError("the answer holds no JSON object; reply with one JSON object only")
@@ -82,15 +123,25 @@ def _as_text(message: AIMessage) -> str:
     return message.content if isinstance(message.content, str) else json.dumps(message.content)
 
 
-def _describe(exc: Exception) -> str:
-    """What went wrong with a request, in words that point at the fix (address, key, model name)."""
-    if isinstance(exc, ModelTimeoutError):
-        return f"no answer within {TIMEOUT_S:g} s"
-    if isinstance(exc, ModelConnectionError):
+def _describe(exc: Exception, llm: ChatLLM) -> str:
+    """What went wrong with a request, in words that point at the fix (a setting, the address, the model)."""
+    if isinstance(exc, ModelTimeoutError | httpx.TimeoutException | _Overdue):
+        again = "; it was not retried" if llm.self_hosted else ""
+        return (
+            f"no answer within {llm.timeout_s:g} s{again}; a model on a CPU can need minutes: raise "
+            "llm_timeout_s (RESEARCH_LOOP_LLM_TIMEOUT_S)"
+        )
+    if isinstance(exc, ModelConnectionError | httpx.ConnectError):
         return f"cannot connect ({_one_line(exc)}); is the server running at that address?"
     status = _status(exc)
     if status is not None:
-        return f"HTTP {status}: {_one_line(_server_message(exc))}"
+        said = _one_line(_server_message(exc))
+        if isinstance(exc, ContextOverflowError) or (status == 400 and _TOO_LONG.search(said)):
+            return (
+                f"HTTP {status}: {said}; give the server a larger context (llama.cpp --n_ctx, Ollama num_ctx) "
+                "or lower llm_answer_tokens"
+            )
+        return f"HTTP {status}: {said}"
     if isinstance(exc, LookupError | TypeError | ValueError | AttributeError):
         # what a client raises on a 200 reply that is not a chat answer (no choices, wrong shapes)
         return f"the reply is not a chat completion ({type(exc).__name__}: {_one_line(exc)})"
@@ -106,12 +157,16 @@ def _status(exc: Exception) -> int | None:
     return None
 
 
-def _refuses_tools(exc: Exception) -> bool:
-    """A 400 for a request with tools: the server cannot call tools (vLLM without auto tool choice, some Ollama
-    models), so JSON in plain text may still work; a context overflow would not be helped by that."""
-    if isinstance(exc, ContextOverflowError):
+def _refuses_mode(exc: Exception) -> bool:
+    """A 400 or 422 for a request with a response format or tools, or a 500 that names them (llama-cpp-python
+    answers an unknown response format type with a 500 quoting its validation error): the server cannot answer
+    that way (vLLM without auto tool choice, llama-cpp-python's json_schema), so the next mode may work; a
+    prompt too long for the context would not be helped by that."""
+    said = _server_message(exc)
+    if isinstance(exc, ContextOverflowError) or _TOO_LONG.search(said):
         return False
-    return isinstance(exc, ModelInvalidRequestError) or _status(exc) == 400
+    status = _status(exc)
+    return status in (400, 422) or (status == 500 and bool(_NAMES_MODE.search(said)))
 
 
 def _server_message(exc: Exception) -> str:
@@ -124,6 +179,34 @@ def _server_message(exc: Exception) -> str:
     return str(exc)
 
 
+def fragment(payload: Any, error: str) -> str | None:
+    """The part of an answer an error is about, found by the path it starts with ('search_space[momentum]',
+    'arms[wider].fixed[width]', 'search_space.0.name'), as one line of JSON; None when it names no part."""
+    found = _PATH.match(error)
+    if found is None or not isinstance(payload, dict):
+        return None
+    node: Any = payload
+    shown: Any = None
+    for step in re.findall(r"[^.\[\]]+", found.group(1)):
+        if isinstance(node, dict) and step in node:
+            inner = node[step]
+        elif isinstance(node, list):
+            named = (x for x in node if isinstance(x, dict) and step in (x.get("name"), x.get("target")))
+            inner = node[int(step)] if step.isdigit() and int(step) < len(node) else next(named, None)
+            if inner is None:
+                break
+        else:
+            break
+        if not isinstance(inner, dict | list):  # a value: show it in the element that holds it
+            shown = {step: inner} if node is payload else node
+            break
+        node = shown = inner
+    if shown is None:
+        return None
+    text = compact(shown)
+    return text if len(text) <= FRAGMENT_CHARS else text[: FRAGMENT_CHARS - 1] + "…"
+
+
 def ask(
     llm: ChatLLM,
     messages: Sequence[BaseMessage],
@@ -132,34 +215,46 @@ def ask(
     finish: Callable[[M], T] | None = None,
     repairs: int = 2,
     max_tokens: int | None = None,
+    waiting: Waiting | None = None,
 ) -> Answer[T]:
     """An answer in `schema`, checked further by `finish` (which raises ValueError to reject it).
 
-    The prompt in `messages` should show the schema (see `schema_json`). A rejected answer goes back with its
-    errors, at most `repairs` times and while fewer than `max_tokens` tokens have been used; then
-    LLMAnswerError. Server and network failures raise LLMCallError; nothing else escapes.
+    A rejected answer goes back with its errors, at most `repairs` times and while fewer than `max_tokens`
+    tokens have been used; then LLMAnswerError. A prompt that cannot fit the server's context with its answer,
+    and server and network failures, raise LLMCallError; nothing else escapes.
     """
-    history = list(messages)
+    modes = list(llm.modes)
+    taken = _TAKEN.get((llm.spec, llm.where))
+    mode = taken if taken in modes else modes[0]
+    tail: list[BaseMessage] = []
     usage = TokenUsage()
-    mode: Literal["tools", "text"] = "tools"
     attempts = 0
     while True:
+        sent = [*messages, *([_json_only(schema)] if mode == "text" else []), *tail]
+        _check_room(llm, sent, schema, mode)
         try:
-            raw = _invoke(llm, history, schema, mode)
+            raw, chunks = _invoke(llm, sent, schema, mode, waiting)
         except Exception as exc:  # whatever a provider's client raises is a failed call, never a crash
-            if mode == "tools" and _refuses_tools(exc):
-                mode = "text"
-                history.append(_json_only(schema))
+            later = modes[modes.index(mode) + 1 :]
+            if later and _refuses_mode(exc):
+                mode = later[0]
                 continue
-            raise LLMCallError(f"{llm.spec} at {llm.where}: {_describe(exc)}") from None
+            raise LLMCallError(f"{llm.spec} at {llm.where}: {_describe(exc, llm)}") from None
+        _TAKEN[(llm.spec, llm.where)] = mode
         attempts += 1
-        usage = usage + llm.usage(raw)
+        usage = usage + _usage(llm, raw, sent, chunks)
+        payload: Any = None
         try:
-            parsed = schema.model_validate(_payload(raw))
+            payload = _payload(raw)
+            parsed = schema.model_validate(payload)
             value = finish(parsed) if finish is not None else parsed
             return Answer(value=value, usage=usage, attempts=attempts, mode=mode)  # type: ignore[arg-type]
         except ValueError as exc:
             errors = errors_of(exc)[:MAX_ERRORS_SHOWN]
+        if (raw.response_metadata or {}).get("finish_reason") == "length":
+            errors.insert(
+                0, f"answer: cut off at llm_answer_tokens ({llm.answer_tokens}); answer more briefly"
+            )
         spent = usage.input_tokens + usage.output_tokens
         if attempts > repairs or (max_tokens is not None and spent >= max_tokens):
             why = (
@@ -168,17 +263,118 @@ def ask(
             raise LLMAnswerError(
                 f"{llm.spec} gave no valid {schema.__name__} in {why}: {'; '.join(errors)}", errors, usage
             )
-        repair = templates.environment().get_template("prompts/repair.md.j2").render(errors=errors)
-        history += [AIMessage(content=_as_text(raw)), HumanMessage(content=repair.strip())]
+        shown = [(e, fragment(payload, e)) for e in errors]
+        repair = templates.environment().get_template("prompts/repair.md.j2").render(errors=shown)
+        tail = [AIMessage(content=_as_text(raw)), HumanMessage(content=repair.strip())]
 
 
-def _invoke(llm: ChatLLM, history: list[BaseMessage], schema: type[BaseModel], mode: str) -> AIMessage:
+def _check_room(llm: ChatLLM, sent: list[BaseMessage], schema: type[BaseModel], mode: str) -> None:
+    """Refuse, before sending, a prompt that cannot fit the context with its answer, where the context is known
+    (the llm_context_tokens setting, else what a self-hosted server reports)."""
+    if llm.context_tokens is not None:
+        context, source = llm.context_tokens, "set by llm_context_tokens"
+    elif llm.self_hosted:
+        reported = serving.context_window(llm.where, llm.model, ollama=llm.provider == "ollama")
+        if reported is None:
+            return
+        context, source = reported[0], f"the server reports at {reported[1]}"
+    else:
+        return
+    need = serving.prompt_tokens(sent, schema_json(schema) if mode == "tools" else "")
+    if need + llm.answer_tokens > context:
+        raise LLMCallError(
+            f"{llm.spec} at {llm.where}: the prompt takes about {need} tokens and its answer up to "
+            f"{llm.answer_tokens} (llm_answer_tokens), more than the {context}-token context {source}; not sent: "
+            "give the server a larger context (llama.cpp --n_ctx, Ollama num_ctx) and set llm_context_tokens "
+            "to it, or lower llm_answer_tokens"
+        )
+
+
+def _usage(llm: ChatLLM, raw: AIMessage, sent: list[BaseMessage], chunks: int) -> TokenUsage:
+    if raw.usage_metadata or not chunks:
+        return llm.usage(raw)
+    return TokenUsage(input_tokens=serving.prompt_tokens(sent), output_tokens=chunks, calls=1)
+
+
+def _bound(llm: ChatLLM, schema: type[BaseModel], mode: str) -> Runnable[LanguageModelInput, Any]:
+    """The chat model bound to ask for `schema` in `mode`. Response formats and a compatible server's
+    max_tokens travel in the body as written (LangChain would turn a response format into its own parsing
+    path, which does not stream, and max_tokens into max_completion_tokens, which llama-cpp-python ignores)."""
+    extra: dict[str, Any] = {"max_tokens": llm.answer_tokens} if llm.provider == COMPATIBLE else {}
+    name, lean = schema.__name__, lean_schema(schema)
+    if mode == "json_schema":
+        extra["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": lean, "strict": False},
+        }
+    elif mode == "json_object":
+        extra["response_format"] = {"type": "json_object", "schema": lean}
+    chat: Runnable[LanguageModelInput, Any] = llm.chat
     if mode == "tools":
-        structured = llm.chat.with_structured_output(schema, method="function_calling", include_raw=True)
-        return structured.invoke(history)["raw"]
-    return llm.chat.invoke(history)  # type: ignore[return-value]
+        tool = {
+            "type": "function",
+            "function": {"name": name, "description": _doc(schema), "parameters": lean},
+        }
+        chat = llm.chat.bind_tools([tool], tool_choice=name)
+    return chat.bind(extra_body=extra) if extra else chat
+
+
+def _invoke(
+    llm: ChatLLM, sent: list[BaseMessage], schema: type[BaseModel], mode: str, waiting: Waiting | None
+) -> tuple[AIMessage, int]:
+    """The answer, and how many chunks it streamed in (0 when it was not streamed)."""
+    bound = _bound(llm, schema, mode)
+    with _Clock(waiting) as clock:
+        if not llm.self_hosted:
+            return bound.invoke(sent), 0
+        message: AIMessage | None = None
+        stream = bound.stream(sent)
+        try:
+            for chunk in stream:
+                message = chunk if message is None else message + chunk
+                clock.tokens += bool(chunk.content or chunk.tool_call_chunks)  # not the role's or the end's
+                if time.monotonic() - clock.started > llm.timeout_s:
+                    raise _Overdue()
+        finally:
+            stream.close()  # a closed stream drops the connection, and the server stops generating
+    if message is None:
+        raise ValueError("the stream ended before any answer")
+    return message, clock.tokens
+
+
+class _Clock:
+    """Tells `waiting` once a second how long the call has waited and how many tokens have come."""
+
+    def __init__(self, waiting: Waiting | None):
+        self.waiting = waiting
+        self.tokens = 0
+        self.started = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True) if waiting else None
+
+    def __enter__(self) -> _Clock:
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _tick(self) -> None:
+        while not self._done.wait(TICK_S):
+            self.waiting(time.monotonic() - self.started, self.tokens)  # type: ignore[misc]
+
+
+def _doc(schema: type[BaseModel]) -> str:
+    return " ".join((schema.__doc__ or schema.__name__).split())
 
 
 def _json_only(schema: type[BaseModel]) -> HumanMessage:
-    text = templates.environment().get_template("prompts/json_only.md.j2").render(name=schema.__name__)
+    text = (
+        templates.environment()
+        .get_template("prompts/json_only.md.j2")
+        .render(name=schema.__name__, schema=schema_json(schema))
+    )
     return HumanMessage(content=text.strip())

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from agent import runs
+from agent.analyse import evidence
 from agent.analyse.ablation import MAX_VARIANTS
 from agent.analyse.comparisons import RULE as COMPARISON_RULE
 from agent.analyse.comparisons import compare_arms
@@ -49,15 +50,18 @@ from agent.report.rows import (
 from agent.report.sources import (
     CodeChanges,
     HyperparameterRow,
+    LLMUse,
+    Reproducibility,
     code_changes,
     environment,
     git_state,
     hyperparameter_rows,
+    repro_command,
     script_name,
     target_path,
 )
 from agent.report.studies import Results, curves, finalists, normalise, strategy_label, study_title
-from agent.results import ArmComparison, RunResult
+from agent.results import ArmComparison, PatchChange, RunResult
 from agent.schemas import ExperimentPlan, NotDone, RunInfo
 from experiments import registry
 from experiments import storage as storages
@@ -67,31 +71,6 @@ from experiments.records import Comparison, Cost, Metric, Model, SearchParam, St
 RESULTS_FILE = "results.json"
 PLAN_FILE = "plan.json"
 TOP_TRIALS = 5
-
-
-class Reproducibility(Model):
-    command: str
-    seeds: list[int]
-    tuning_seed: int | None = None
-    data_fractions: list[float] = Field(default_factory=lambda: [1.0], description="of the training split")
-    versions: dict[str, str]
-    versions_recorded: str
-    target: str | None = None
-    git: str
-    dataset: str
-    dataset_description: str
-    storage: str
-    sandbox: str = ""
-    studies: list[str]
-    verified: bool
-    verification: str
-
-
-class LLMUse(Model):
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
 
 
 class Plot(Model):
@@ -126,6 +105,10 @@ class ReportData(Model):
     ablation_against: str = ""
     ablation_skipped: list[str] = Field(default_factory=list)
     ablation_cap: int = MAX_VARIANTS
+    patch_changes: list[PatchChange] = Field(default_factory=list, description="in the final patch or not")
+    tuned_under: list[str] = Field(
+        default_factory=list, description="the conditions every value was tuned on"
+    )
     seeds_used: int = 0
     looks: int = 1
     stopping: str = ""
@@ -187,8 +170,12 @@ def _plan(folder: Path, results: Results | None) -> ExperimentPlan | None:
         raise ReportError(f"{path} is corrupted ({type(exc).__name__})") from None
 
 
-def _command(info: RunInfo) -> str:
-    return " ".join(storages.redact(part) for part in info.command) or "not recorded"
+def _patch_changes(results: Results, comparisons: list[ArmComparison]) -> list[PatchChange]:
+    """The final patch's changes, in or out, judged again from the verified runs and the stored references."""
+    if not isinstance(results, RunResult):
+        return []
+    judged = results.model_copy(update={"comparisons": comparisons})
+    return evidence.patch_changes(judged, {c.param: c.reference for c in results.patch_changes})
 
 
 def _failed_run(folder: Path, info: RunInfo) -> ReportData:
@@ -217,7 +204,7 @@ def _failed_run(folder: Path, info: RunInfo) -> ReportData:
         code=code_changes(folder),
         cost=Cost(),
         repro=Reproducibility(
-            command=_command(info),
+            command=repro_command(info),
             seeds=[],
             versions=versions,
             versions_recorded=recorded,
@@ -294,6 +281,9 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     tuning_seeds = sorted({t.seed for t in tuning if t.seed is not None})
     fractions = sorted({f for _, f, _ in view.studies}) or [1.0]
     plan_usage = plan.usage if plan else None
+    # recomputed from the verified runs, never taken from results.json's own sentences
+    looks = results.looks if isinstance(results, RunResult) else 1
+    comparisons = compare_arms(plan.arms, arm_results, view.metric, looks) if plan else []
     return ReportData(
         run_id=info.run_id,
         kind=info.kind,
@@ -310,13 +300,10 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         candidate_arm=results.best_arm if isinstance(results, RunResult) else None,
         arms=arm_rows(plan, arm_results, view.metric),
         compared_at=results.compared_at if isinstance(results, RunResult) else {},
-        # recomputed from the verified runs, never taken from results.json's own sentences
-        comparisons=compare_arms(
-            plan.arms, arm_results, view.metric, results.looks if isinstance(results, RunResult) else 1
-        )
-        if plan
-        else [],
+        comparisons=comparisons,
         not_done=plan.not_done if plan else [],
+        patch_changes=_patch_changes(results, comparisons),
+        tuned_under=evidence.tuned_under(plan) if plan else [],
         ablation=[ablation_view(r, view.final, view.metric) for r in (ablated.rows if ablated else [])],
         ablation_against=ablated.against if ablated else "",
         ablation_skipped=ablated.skipped if ablated else [],
@@ -353,7 +340,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         cost=view.cost,
         llm=LLMUse(**plan_usage.model_dump()) if plan_usage else LLMUse(),
         repro=Reproducibility(
-            command=_command(info),
+            command=repro_command(info),
             seeds=seeds,
             tuning_seed=tuning_seeds[0] if len(tuning_seeds) == 1 else None,
             data_fractions=fractions,

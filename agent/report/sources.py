@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import platform
+import shlex
 import subprocess
 from datetime import datetime
 from importlib import metadata
@@ -19,8 +20,9 @@ from pydantic import Field
 from agent.code import coder
 from agent.code.diffs import unified_diff
 from agent.report.checks import ReportError
-from agent.schemas import CheckResult
+from agent.schemas import CheckResult, RunInfo
 from experiments import entry, registry
+from experiments import storage as storages
 from experiments.records import Model, SearchParam, TrialRecord
 from experiments.script import ScriptContractError
 
@@ -28,6 +30,36 @@ ENVIRONMENT_FILE = "environment.json"
 OPTIONS_FILE = "options.json"
 PACKAGES = ("research-loop", "torch", "optuna", "numpy", "scikit-learn", "scipy", "pydantic", "langchain")
 CONTEXT_LINES = 2
+
+
+class Reproducibility(Model):
+    command: str
+    seeds: list[int]
+    tuning_seed: int | None = None
+    data_fractions: list[float] = Field(default_factory=lambda: [1.0], description="of the training split")
+    versions: dict[str, str]
+    versions_recorded: str
+    target: str | None = None
+    git: str
+    dataset: str
+    dataset_description: str
+    storage: str
+    sandbox: str = ""
+    studies: list[str]
+    verified: bool
+    verification: str
+
+
+class LLMUse(Model):
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+def repro_command(info: RunInfo) -> str:
+    """The command the run was started with, shell-quoted so that pasting it runs the same command."""
+    return shlex.join(storages.redact(part) for part in info.command) or "not recorded"
 
 
 class HyperparameterRow(Model):

@@ -47,9 +47,13 @@ def _conclusion(folder: Path) -> str:
     if not (folder / DATA).is_file():
         return "not reported"
     try:
-        return load_data(folder / DATA).verdict.outcome
+        data = load_data(folder / DATA)
     except ReportError:
         return "unreadable report"
+    # a run with arms answers its question with their verdicts; the patch's gain on the defaults is not it
+    if data.comparisons:
+        return "; ".join(f"{c.treatment}: {c.verdict}" for c in data.comparisons)
+    return data.verdict.outcome
 
 
 def _decision(decision: Decision | None, status: str) -> str:

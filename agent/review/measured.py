@@ -50,11 +50,11 @@ def measured_patch(run_folder: Path, record: PatchRecord, url: str, trusted: boo
     stored = record.final
     if (
         stored is None
-        or stored.files.get(record.script) != text
+        or stored.files.get(record.script, record.original) != text
         or stored.diff != final.diff
         or stored.sha256 != final.sha256
         or record.final_params != seal.params
-        or set(stored.files) != {record.script}
+        or set(stored.files) != ({record.script} if final.diff else set())
     ):
         raise Mismatch(f"{run_folder / PATCH_JSON} differs from what was measured (edited after the run)")
     diff_file = run_folder / PATCH_DIFF

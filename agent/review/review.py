@@ -182,7 +182,8 @@ def approve(
         raise Refused(str(exc)) from None
     if not final.diff:
         raise Refused(
-            "the final patch changes nothing (the script's own defaults were best); reject the run instead"
+            "the final patch changes nothing (the evidence supported no change: the report says why each "
+            "measured value was left out); reject the run instead"
         )
     target = record.target
     if target.is_symlink():

@@ -42,12 +42,12 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     samplers = _samplers(text, notes, reference=not reading.arms, multi=multi)
     pruner = "none" if multi else _pruner(text, low_resource)
     budget = _budget(text, low_resource, settings, notes)
-    phases = _phases(budget, pruner, chosen, arms=bool(reading.arms))
+    steps = phases(budget, pruner, chosen, arms=bool(reading.arms))
     # one round per tuning phase: explore on a subset, then optimise on all the data
-    budget = budget.model_copy(update={"rounds": sum(p.trials > 0 for p in phases)})
+    budget = budget.model_copy(update={"rounds": sum(p.trials > 0 for p in steps)})
     notes += reading.notes
     return ExperimentPlan(
-        title=_title(idea),
+        title=title(idea),
         idea=idea,
         objective=_objective(chosen, space, samplers, budget, reading, multi),
         hypothesis=_hypothesis(text, chosen, space, samplers, budget, reading),
@@ -60,7 +60,7 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
         samplers=samplers,
         pruner=pruner,
         budget=budget,
-        phases=phases,
+        phases=steps,
         code_changes=[*changes, *reading.changes],
         arms=reading.arms,
         conditions=reading.conditions,
@@ -76,27 +76,35 @@ def _choose_task(text: str, requested: str | None, notes: list[str]) -> Task:
     if requested is not None:
         notes.append(f"task {requested} was given with --task")
         return registry.get(requested)
-    best: tuple[int, str, list[str]] | None = None
-    for name in registry.names():
-        spec = registry.get(name)
-        family = priors.FAMILY_ALIASES.get(spec.family, spec.family)
-        direct = matched(text, (name, *spec.keywords))
-        hints = matched(text, words.FAMILY_TERMS.get(family, ()))
-        score = 2 * len(direct) + len(hints)
-        if score and (best is None or score > best[0]):
-            best = (score, name, sorted({*direct, *hints}))
-    if best is None:
+    ranked = rank_tasks(text)
+    if not ranked:
         first = registry.names()[0]
         notes.append(
             f"the idea names no registered task's data or model, so the plan uses {first}, the first of "
             f"{', '.join(registry.names())}; pass --task to choose another"
         )
         return registry.get(first)
-    notes.append(f"task {best[1]} matches the idea's words: {', '.join(best[2])}")
-    return registry.get(best[1])
+    _, name, found = ranked[0]
+    notes.append(f"task {name} matches the idea's words: {', '.join(found)}")
+    return registry.get(name)
 
 
-def _prior(spec: Task, name: str) -> SearchParam | None:
+def rank_tasks(text: str) -> list[tuple[int, str, list[str]]]:
+    """The registered tasks the normalized idea's words point at, best first (ties in registry order), as
+    (score, name, the words that matched): a task's own name and keywords count twice, its family's once.
+    An LLM planner is shown the first of these, not the whole registry."""
+    ranked = []
+    for name in registry.names():
+        spec = registry.get(name)
+        family = priors.FAMILY_ALIASES.get(spec.family, spec.family)
+        direct = matched(text, (name, *spec.keywords))
+        hints = matched(text, words.FAMILY_TERMS.get(family, ()))
+        if score := 2 * len(direct) + len(hints):
+            ranked.append((score, name, sorted({*direct, *hints})))
+    return sorted(ranked, key=lambda r: -r[0])
+
+
+def prior(spec: Task, name: str) -> SearchParam | None:
     """The written-down range for one of the task's hyperparameters, if one fits the script's default."""
     canonical = priors.ALIASES.get(name, name)
     family = priors.FAMILY_ALIASES.get(spec.family, spec.family)
@@ -111,7 +119,7 @@ def _prior(spec: Task, name: str) -> SearchParam | None:
         if candidate is None:
             continue
         param = candidate.model_copy(update={"name": name})
-        if default is None or kind_error(param, default) is None:
+        if default is None or kind_error(param, default) is None and priors.holds(param, default):
             return param
     return None
 
@@ -189,7 +197,7 @@ def _search_space(
     if not chosen:
         limit = priors.LOW_RESOURCE_DIMS if low_resource else priors.DEFAULT_DIMS
         ranked = [n for c in priors.IMPORTANCE for n in by_canonical.get(c, [])]
-        chosen = [n for n in ranked if _prior(spec, n) is not None][:limit]
+        chosen = [n for n in ranked if prior(spec, n) is not None][:limit]
         if chosen:
             notes.append(
                 f"the idea names no hyperparameter, so the plan searches the {len(chosen)} that usually matter "
@@ -204,7 +212,7 @@ def _search_space(
             )
     space: list[SearchParam] = []
     for name in chosen:
-        param = _prior(spec, name) if name in spec.defaults else priors.GENERIC_PRIORS[name]
+        param = prior(spec, name) if name in spec.defaults else priors.GENERIC_PRIORS[name]
         if param is None:
             notes.append(f"no written-down range fits {name}={spec.defaults[name]!r}; left at its default")
         else:
@@ -264,7 +272,7 @@ def _budget(text: str, low_resource: bool, settings: Settings, notes: list[str])
     )
 
 
-def _phases(budget: Budget, pruner: PrunerName, spec: Task, arms: bool = False) -> list[Phase]:
+def phases(budget: Budget, pruner: PrunerName, spec: Task, arms: bool = False) -> list[Phase]:
     """Explore cheaply on a subset, optimise on all the data, then validate on the held-out split."""
     explore = (
         math.floor(budget.trials * priors.EXPLORE_SHARE)
@@ -272,9 +280,9 @@ def _phases(budget: Budget, pruner: PrunerName, spec: Task, arms: bool = False) 
         else 0
     )
     stopping = "; the pruner stops weak trials early" if pruner != "none" else ""
-    phases = []
+    steps = []
     if explore:
-        phases.append(
+        steps.append(
             Phase(
                 name="explore",
                 description=f"screen the search space on {priors.EXPLORE_FRACTION:.0%} of the training data{stopping}",
@@ -282,7 +290,7 @@ def _phases(budget: Budget, pruner: PrunerName, spec: Task, arms: bool = False) 
                 trials=explore,
             )
         )
-    phases += [
+    steps += [
         Phase(
             name="optimise",
             description=f"search on the full training data, judged by validation {spec.metric.name}{stopping}",
@@ -303,10 +311,10 @@ def _phases(budget: Budget, pruner: PrunerName, spec: Task, arms: bool = False) 
             trials=0,
         ),
     ]
-    return phases
+    return steps
 
 
-def _title(idea: str) -> str:
+def title(idea: str) -> str:
     line = " ".join(idea.split())
     return line if len(line) <= 120 else line[:119].rstrip() + "…"
 

@@ -29,6 +29,15 @@ def _cat(name: str, *choices: bool | int | float | str) -> SearchParam:
 
 
 # Priors by model family, keyed by canonical hyperparameter name (see ALIASES for other spellings).
+def holds(param: SearchParam, default: object) -> bool:
+    """Whether a written-down log range covers the script's default: a learning rate of 1.0 (Adadelta) or 20
+    (an LSTM with plain SGD) is outside 1e-4..1e-2 by orders of magnitude, so the range around the default
+    serves it instead. A default of 0 (weight decay off) is no scale to keep, so any range serves it."""
+    if not param.log or not isinstance(default, int | float) or isinstance(default, bool) or default <= 0:
+        return True
+    return param.low is not None and param.high is not None and param.low <= default <= param.high
+
+
 FAMILY_PRIORS: dict[str, dict[str, SearchParam]] = {
     "transformer": {
         p.name: p
