@@ -193,8 +193,11 @@ def test_prompt_injection_in_the_idea_yields_only_a_plan_within_the_schema() -> 
 
 
 def test_a_server_refusing_each_way_is_asked_the_next_and_the_way_it_took_is_asked_first_again() -> None:
-    refusals = [error(422, "response_format: Input should be 'text' or 'json_object'"), error(400, "no")]
-    replies = [*refusals, error(400, "tools are not supported by this model")]
+    refusals = [
+        error(500, "1 validation error: response_format.type: Input should be 'text' or 'json_object'"),
+        error(400, "tools are not supported by this model"),
+    ]
+    replies = [*refusals, error(422, "response_format: unknown field schema")]
     fenced = "Here is the plan:\n```json\n" + json.dumps(plan_answer()) + "\n```"
     with FakeOpenAI([*replies, text(fenced), text(json.dumps(plan_answer()))]) as server:
         plan = planner.make_plan(IDEA, settings(server))
@@ -202,11 +205,11 @@ def test_a_server_refusing_each_way_is_asked_the_next_and_the_way_it_took_is_ask
     assert plan.usage.calls == 1
     first, second, third, fallback, again = server.requests
     assert first["response_format"]["type"] == "json_schema"
+    assert "tools" in second and "response_format" not in second
     assert (
-        second["response_format"]["type"] == "json_object"
-        and "properties" in second["response_format"]["schema"]
+        third["response_format"]["type"] == "json_object"
+        and "properties" in third["response_format"]["schema"]
     )
-    assert "tools" in third and "response_format" not in third
     assert "tools" not in fallback and "response_format" not in fallback
     assert "Reply with exactly one JSON object that is a valid PlanDraft" in last_user_message(fallback)
     assert '"search_space"' in last_user_message(fallback)  # text mode shows the schema

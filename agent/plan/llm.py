@@ -38,10 +38,12 @@ COMPATIBLE = "openai-compatible"
 SELF_HOSTED = (COMPATIBLE, "ollama")
 MAX_RETRIES = 2  # for hosted APIs, which answer a retry on another replica
 # How each provider can be made to answer in a schema, best first (`structured` falls back along the list when
-# a server refuses one with HTTP 400 or 422): OpenAI's json_schema response format; the json_object-with-schema
-# dialect of llama-cpp-python (which refuses json_schema); a forced tool call; JSON asked for in plain text.
+# a server refuses one): OpenAI's json_schema response format (llama.cpp's server, vLLM, Ollama, OpenAI); a
+# forced tool call; the json_object-with-schema dialect of llama-cpp-python; JSON asked for in plain text.
+# llama-cpp-python refuses json_schema; there a tool call and json_object are both a grammar and generated as
+# fast, and tools were valid more often, so tools come first (bench/results/planning-modes-*.md).
 MODES: dict[str, tuple[str, ...]] = {
-    COMPATIBLE: ("json_schema", "json_object", "tools", "text"),
+    COMPATIBLE: ("json_schema", "tools", "json_object", "text"),
     "openai": ("json_schema", "tools", "text"),
 }
 OTHER_MODES = ("tools", "text")

@@ -38,6 +38,7 @@ from agent.schemas import TokenUsage
 
 MAX_ERRORS_SHOWN = 20
 FRAGMENT_CHARS = 300
+ECHO_CHARS = 2000  # about 600 tokens: what an unparseable answer takes of the repair's context
 TICK_S = 1.0
 _ANNOTATIONS = ("title", "description")
 _PATH = re.compile(r"^([A-Za-z_]\w*(?:\[[^\]]*\]|\.\w+)*):")
@@ -121,6 +122,15 @@ def _as_text(message: AIMessage) -> str:
     if message.invalid_tool_calls:
         return str(message.invalid_tool_calls[0].get("args") or "")
     return message.content if isinstance(message.content, str) else json.dumps(message.content)
+
+
+def _echo(message: AIMessage, payload: Any) -> str:
+    """The answer as the repair conversation repeats it: its JSON alone when it parsed (prose around it, and
+    indentation, would only take context), else its text, cut at ECHO_CHARS."""
+    if payload is not None:
+        return json.dumps(payload, ensure_ascii=False)
+    text = _as_text(message)
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
 
 
 def _describe(exc: Exception, llm: ChatLLM) -> str:
@@ -265,7 +275,7 @@ def ask(
             )
         shown = [(e, fragment(payload, e)) for e in errors]
         repair = templates.environment().get_template("prompts/repair.md.j2").render(errors=shown)
-        tail = [AIMessage(content=_as_text(raw)), HumanMessage(content=repair.strip())]
+        tail = [AIMessage(content=_echo(raw, payload)), HumanMessage(content=repair.strip())]
 
 
 def _check_room(llm: ChatLLM, sent: list[BaseMessage], schema: type[BaseModel], mode: str) -> None:
