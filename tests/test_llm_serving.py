@@ -162,7 +162,15 @@ def test_an_answer_cut_at_the_token_limit_is_sent_back_saying_so() -> None:
     with FakeOpenAI([cut, tool(plan_answer())]) as server:
         planner.make_plan(IDEA, settings(server))
     feedback = server.requests[1]["messages"][-1]["content"]
-    assert "answer: cut off at llm_answer_tokens (1024); answer more briefly" in feedback
+    assert "answer: cut off at 1024 tokens (llm_answer_tokens); answer more briefly" in feedback
+
+
+def test_a_repair_keeps_room_for_an_answer_about_as_long_as_the_last() -> None:
+    """A repair prompt is longer than the first: its answer's room shrinks to twice the last answer's size
+    (at least 256), so it still fits the context."""
+    with FakeOpenAI([tool(plan_answer(task="nope"), completion_tokens=200), tool(plan_answer())]) as server:
+        planner.make_plan(IDEA, settings(server))
+    assert [r["max_tokens"] for r in server.requests] == [1024, 400]
 
 
 def test_a_fragment_is_the_part_of_the_answer_an_error_names() -> None:

@@ -38,6 +38,7 @@ from agent.schemas import TokenUsage
 
 MAX_ERRORS_SHOWN = 20
 FRAGMENT_CHARS = 300
+MIN_ROOM = 256  # the least room a repair keeps for its answer
 ECHO_CHARS = 2000  # about 600 tokens: what an unparseable answer takes of the repair's context
 TICK_S = 1.0
 _ANNOTATIONS = ("title", "description")
@@ -239,11 +240,12 @@ def ask(
     tail: list[BaseMessage] = []
     usage = TokenUsage()
     attempts = 0
+    room = llm.answer_tokens
     while True:
         sent = [*messages, *([_json_only(schema)] if mode == "text" else []), *tail]
-        _check_room(llm, sent, schema, mode)
+        _check_room(llm, sent, schema, mode, room)
         try:
-            raw, chunks = _invoke(llm, sent, schema, mode, waiting)
+            raw, chunks = _invoke(llm, sent, schema, mode, waiting, room)
         except Exception as exc:  # whatever a provider's client raises is a failed call, never a crash
             later = modes[modes.index(mode) + 1 :]
             if later and _refuses_mode(exc):
@@ -252,7 +254,8 @@ def ask(
             raise LLMCallError(f"{llm.spec} at {llm.where}: {_describe(exc, llm)}") from None
         _TAKEN[(llm.spec, llm.where)] = mode
         attempts += 1
-        usage = usage + _usage(llm, raw, sent, chunks)
+        spent_now = _usage(llm, raw, sent, chunks)
+        usage = usage + spent_now
         payload: Any = None
         try:
             payload = _payload(raw)
@@ -262,9 +265,10 @@ def ask(
         except ValueError as exc:
             errors = errors_of(exc)[:MAX_ERRORS_SHOWN]
         if (raw.response_metadata or {}).get("finish_reason") == "length":
-            errors.insert(
-                0, f"answer: cut off at llm_answer_tokens ({llm.answer_tokens}); answer more briefly"
-            )
+            errors.insert(0, f"answer: cut off at {room} tokens (llm_answer_tokens); answer more briefly")
+            room = llm.answer_tokens
+        else:  # a repaired answer is about as long as the one it repairs: keep room for twice that
+            room = min(llm.answer_tokens, max(MIN_ROOM, 2 * spent_now.output_tokens))
         spent = usage.input_tokens + usage.output_tokens
         if attempts > repairs or (max_tokens is not None and spent >= max_tokens):
             why = (
@@ -278,9 +282,9 @@ def ask(
         tail = [AIMessage(content=_echo(raw, payload)), HumanMessage(content=repair.strip())]
 
 
-def _check_room(llm: ChatLLM, sent: list[BaseMessage], schema: type[BaseModel], mode: str) -> None:
-    """Refuse, before sending, a prompt that cannot fit the context with its answer, where the context is known
-    (the llm_context_tokens setting, else what a self-hosted server reports)."""
+def _check_room(llm: ChatLLM, sent: list[BaseMessage], schema: type[BaseModel], mode: str, room: int) -> None:
+    """Refuse, before sending, a prompt that cannot fit the context with `room` tokens for its answer, where the
+    context is known (the llm_context_tokens setting, else what a self-hosted server reports)."""
     if llm.context_tokens is not None:
         context, source = llm.context_tokens, "set by llm_context_tokens"
     elif llm.self_hosted:
@@ -291,10 +295,10 @@ def _check_room(llm: ChatLLM, sent: list[BaseMessage], schema: type[BaseModel], 
     else:
         return
     need = serving.prompt_tokens(sent, schema_json(schema) if mode == "tools" else "")
-    if need + llm.answer_tokens > context:
+    if need + room > context:
         raise LLMCallError(
             f"{llm.spec} at {llm.where}: the prompt takes about {need} tokens and its answer up to "
-            f"{llm.answer_tokens} (llm_answer_tokens), more than the {context}-token context {source}; not sent: "
+            f"{room} (llm_answer_tokens), more than the {context}-token context {source}; not sent: "
             "give the server a larger context (llama.cpp --n_ctx, Ollama num_ctx) and set llm_context_tokens "
             "to it, or lower llm_answer_tokens"
         )
@@ -306,11 +310,11 @@ def _usage(llm: ChatLLM, raw: AIMessage, sent: list[BaseMessage], chunks: int) -
     return TokenUsage(input_tokens=serving.prompt_tokens(sent), output_tokens=chunks, calls=1)
 
 
-def _bound(llm: ChatLLM, schema: type[BaseModel], mode: str) -> Runnable[LanguageModelInput, Any]:
+def _bound(llm: ChatLLM, schema: type[BaseModel], mode: str, room: int) -> Runnable[LanguageModelInput, Any]:
     """The chat model bound to ask for `schema` in `mode`. Response formats and a compatible server's
     max_tokens travel in the body as written (LangChain would turn a response format into its own parsing
     path, which does not stream, and max_tokens into max_completion_tokens, which llama-cpp-python ignores)."""
-    extra: dict[str, Any] = {"max_tokens": llm.answer_tokens} if llm.provider == COMPATIBLE else {}
+    extra: dict[str, Any] = {"max_tokens": room} if llm.provider == COMPATIBLE else {}
     name, lean = schema.__name__, lean_schema(schema)
     if mode == "json_schema":
         extra["response_format"] = {
@@ -330,10 +334,15 @@ def _bound(llm: ChatLLM, schema: type[BaseModel], mode: str) -> Runnable[Languag
 
 
 def _invoke(
-    llm: ChatLLM, sent: list[BaseMessage], schema: type[BaseModel], mode: str, waiting: Waiting | None
+    llm: ChatLLM,
+    sent: list[BaseMessage],
+    schema: type[BaseModel],
+    mode: str,
+    waiting: Waiting | None,
+    room: int,
 ) -> tuple[AIMessage, int]:
-    """The answer, and how many chunks it streamed in (0 when it was not streamed)."""
-    bound = _bound(llm, schema, mode)
+    """The answer of at most `room` tokens, and how many chunks it streamed in (0 when it was not streamed)."""
+    bound = _bound(llm, schema, mode, room)
     with _Clock(waiting) as clock:
         if not llm.self_hosted:
             return bound.invoke(sent), 0
