@@ -322,11 +322,12 @@ def main() -> None:
                 outcomes = plan_ideas(ideas, settings, label)
                 taken = structured._TAKEN.get((spec, settings.base_url or ""), mode)
                 runs.append((spec, taken, outcomes))
+                path = common.write(args.out, args.results, render(runs, edits, configured, len(ideas)))
                 if not args.no_edits:
                     folder = Path(root) / f"{spec}-{mode}".replace(":", "-")
                     edits.append((f"{spec} ({taken})", edit_scripts(cases, settings, folder, label)))
-    text = render(runs, edits, config.load(), len(ideas))
-    path = common.write(args.out, args.results, text)
+    text = render(runs, edits, configured, len(ideas))
+    path = common.write(args.out, args.results, text)  # after each part too: a model's run takes hours
     print(text)
     print(f"written: {path}")
 

@@ -186,8 +186,7 @@ def edit_scripts(cases: Sequence[EditCase], settings: Settings, root: Path, labe
                 usage = coder.load_record(folder).usage
                 checks = {c.name: c for c in patch.checks}
                 failed = next((f"{c.name}: {c.detail}" for c in patch.checks if not c.passed), "")
-                edited = patch.files.get(task.script.name)
-                made = edited is not None and case.made(ast.parse(edited))
+                made = _made(case, patch.files.get(task.script.name))
             except coder.PatchError as exc:
                 checks, failed, made = {}, str(exc), False
         outcome = EditOutcome(
@@ -209,6 +208,16 @@ def edit_scripts(cases: Sequence[EditCase], settings: Settings, root: Path, labe
         )
         outcomes.append(outcome)
     return outcomes
+
+
+def _made(case: EditCase, edited: str | None) -> bool:
+    """Whether the edited script holds the intended change; an edit that does not parse holds none."""
+    if edited is None:
+        return False
+    try:
+        return case.made(ast.parse(edited))
+    except SyntaxError:
+        return False
 
 
 def _yes(flag: bool) -> str:

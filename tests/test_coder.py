@@ -369,3 +369,43 @@ def test_repairs_run_out_and_the_last_failure_is_reported(tmp_path):
     ]  # fmt: skip
     assert "gave no valid EditAnswer in 1 answers" in patch.checks[-1].detail
     assert DIGITS.read_text().count("epochs = 6") == 1
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        [{"path": "digits_cnn.py", "old": "nn.ReLU()", "new": "nn.GELU()", "every": True}],
+        [{"path": "digits_cnn.py", "old": "nn.ReLU()", "new": "nn.GELU()"}] * 4,  # the 1.5B model's answer
+    ],
+    ids=["every", "repeated"],
+)
+def test_a_model_edit_marked_every_or_repeated_changes_each_place_its_search_block_occurs(tmp_path, edits):
+    """ "use GELU instead of ReLU after each convolution": one `nn.ReLU()` block meant for both places."""
+    plan = plan_for(
+        "digits-cnn",
+        [CodeChangeIntent(kind="free_form", target="activation", description="GELU after each convolution")],
+        [SearchParam(name="epochs", kind="int", low=1, high=3)],
+    )
+    with FakeOpenAI([tool({"edits": edits})]) as server:
+        settings = Settings(llm="openai-compatible:fake", base_url=server.base_url, device="cpu")
+        patch = coder.propose_patch(plan, registry.get("digits-cnn"), tmp_path, settings)
+    assert patch.checks_passed, patch.checks
+    text = patch.files["digits_cnn.py"]
+    assert text.count("nn.GELU()") == 2 and "nn.ReLU()" not in text
+    assert '"every": true' in server.requests[0]["messages"][0]["content"]
+    assert coder.load_record(tmp_path).usage.calls == 1
+
+
+def test_a_search_block_not_in_the_script_is_sent_back_with_the_closest_line(tmp_path):
+    missing = {"path": "digits_cnn.py", "old": "epochs = 8", "new": "epochs = 4"}
+    good = {"path": "digits_cnn.py", "old": "epochs = 6", "new": "epochs = 4"}
+    plan = plan_for(
+        "digits-cnn",
+        [CodeChangeIntent(kind="free_form", target="epochs", description="train for 4 epochs")],
+        [SearchParam(name="learning_rate", kind="float", low=1e-4, high=1e-2, log=True)],
+    )
+    with FakeOpenAI([tool({"edits": [missing]}), tool({"edits": [good]})]) as server:
+        settings = Settings(llm="openai-compatible:fake", base_url=server.base_url, device="cpu")
+        coder.propose_patch(plan, registry.get("digits-cnn"), tmp_path, settings)
+    repair = server.requests[1]["messages"][-1]["content"]
+    assert "'epochs = 8' is not in the file; the closest line is 'epochs = 6'" in repair

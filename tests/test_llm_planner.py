@@ -93,6 +93,7 @@ def test_a_second_repair_replaces_the_first_so_the_conversation_does_not_grow() 
         planner.make_plan(IDEA, settings(server, llm_repairs=2))
     first, second, third = server.requests
     assert len(second["messages"]) == len(third["messages"]) == len(first["messages"]) + 2
+    assert (first["temperature"], second["temperature"], third["temperature"]) == (0, 0.5, 0.5)
 
 
 def test_schema_errors_are_sent_back_too() -> None:
@@ -142,6 +143,18 @@ def test_a_plan_that_searches_nothing_tunes_what_the_offline_reading_tunes() -> 
         plan = planner.make_plan(IDEA, settings(server))
     assert [p.name for p in plan.search_space] == ["learning_rate"] and len(server.requests) == 1
     assert "nothing was searched, so every arm tunes learning_rate" in " ".join(plan.notes)
+
+
+def test_a_lone_arm_that_searches_only_the_shared_space_is_no_comparison() -> None:
+    """The 1.5B model's plan for "Fine-tune BERT's learning rate": one treatment arm searching the learning rate."""
+    lr = {"name": "learning_rate", "low": 2.0, "high": 0.0005, "log": True}
+    arms = [{"name": "learning_rate", "role": "treatment", "search": [lr]}]
+    with FakeOpenAI([tool(plan_answer(search_space=[lr], arms=arms))]) as server:
+        plan = planner.make_plan(IDEA, settings(server))
+    assert plan.arms == [] and [(p.name, p.low, p.high) for p in plan.search_space] == [
+        ("learning_rate", 0.0005, 2.0)
+    ]
+    assert "arm 'learning_rate' only searched what every arm searches" in " ".join(plan.notes)
 
 
 def test_a_range_left_out_is_the_tasks_own_and_an_arm_takes_what_it_defines_from_the_shared_space() -> None:

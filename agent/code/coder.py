@@ -54,10 +54,17 @@ class PatchError(RuntimeError):
     """No patch could be made or read at all (as opposed to a patch that fails a check); one line says why."""
 
 
+class ModelEdit(FileEdit):
+    """A model's search/replace block: `old` occurs once, or, with `every`, wherever it occurs (a small model
+    asked to swap each ReLU repeats `nn.ReLU()` rather than copy the lines that tell them apart)."""
+
+    every: bool = False
+
+
 class EditAnswer(Model):
     """A model's code change: exact search/replace blocks, applied in order, and why."""
 
-    edits: list[FileEdit] = Field(min_length=1)
+    edits: list[ModelEdit] = Field(min_length=1)
     rationale: str = ""
 
 
@@ -274,7 +281,9 @@ def _free_form(
     tried: list[CodePatch] = []
 
     def finish(answer: EditAnswer) -> CodePatch:
-        text = apply_file_edits({job.name: base}, answer.edits)[job.name]
+        edits = _merged(answer.edits)
+        every = [n for n, edit in enumerate(edits, 1) if edit.every]
+        text = apply_file_edits({job.name: base}, list(edits), every)[job.name]
         tried.append(job.check(job.build(text, answer.rationale)))
         failed = [c for c in tried[-1].checks if not c.passed]
         if failed:
@@ -298,6 +307,16 @@ def _free_form(
     except llms.LLMError as exc:
         raise PatchError(str(exc)) from None
     return answer.value, answer.usage
+
+
+def _merged(edits: list[ModelEdit]) -> list[ModelEdit]:
+    """The edits with repeats of one search/replace block made one block marked `every`: a small model asked
+    to change each ReLU writes the same `nn.ReLU()` block once per place it means."""
+    seen: dict[tuple[str, str, str], ModelEdit] = {}
+    for edit in edits:
+        key = (edit.path, edit.old, edit.new)
+        seen[key] = edit.model_copy(update={"every": True}) if key in seen else edit
+    return list(seen.values())
 
 
 def load_record(run_folder: Path) -> PatchRecord:

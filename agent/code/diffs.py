@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from agent.code.source import EditError
 from agent.schemas import FileEdit
@@ -32,8 +32,11 @@ def unified_diff(name: str, before: str, after: str) -> str:
     return "".join(difflib.unified_diff(_diff_lines(before), _diff_lines(after), f"a/{name}", f"b/{name}"))
 
 
-def apply_file_edits(files: Mapping[str, str], edits: list[FileEdit]) -> dict[str, str]:
-    """`files` with each edit applied in order; an edit whose `old` is missing, empty or repeated is refused."""
+def apply_file_edits(
+    files: Mapping[str, str], edits: list[FileEdit], every: Collection[int] = ()
+) -> dict[str, str]:
+    """`files` with each edit applied in order; an edit whose `old` is missing, empty or repeated is refused,
+    except that the edits numbered (from 1) in `every` change each place their `old` occurs."""
     out = dict(files)
     for n, edit in enumerate(edits, 1):
         if edit.path not in out:
@@ -41,11 +44,16 @@ def apply_file_edits(files: Mapping[str, str], edits: list[FileEdit]) -> dict[st
         if not edit.old:
             raise EditError(f"edit {n} ({edit.path}): the search block is empty")
         count = out[edit.path].count(edit.old)
-        if count != 1:
+        if count == 0 or (count > 1 and n not in every):
             first = edit.old.strip().splitlines()[0] if edit.old.strip() else edit.old
-            problem = "is not in the file" if count == 0 else f"matches {count} places; add lines around it"
+            if count == 0:
+                lines = [line.strip() for line in out[edit.path].splitlines() if line.strip()]
+                near = difflib.get_close_matches(first.strip(), lines, n=1, cutoff=0.5)
+                problem = "is not in the file" + (f"; the closest line is {near[0][:120]!r}" if near else "")
+            else:
+                problem = f"matches {count} places; add lines around it to pick one, or set every: true to change all"
             raise EditError(f"edit {n} ({edit.path}): the search block starting {first[:60]!r} {problem}")
-        out[edit.path] = out[edit.path].replace(edit.old, edit.new, 1)
+        out[edit.path] = out[edit.path].replace(edit.old, edit.new, -1 if n in every else 1)
     return out
 
 

@@ -4,9 +4,10 @@
 - `draft`: the compact plan a model writes, mended and expanded into a whole plan
 - `llm`: the provider registry: the `llm` setting, the connection to its model, list prices
 - `structured`: the structured call to a connected model (`ask`): response formats, tools, text, repairs
+- `failures`: what a failed call to a model means, in one line that names the fix
 - `serving`: what a self-hosted server reports (its context window), and prompt-size estimates
 - `rules`: the checks every plan passes, whoever drafted it
 - `offline`: the deterministic planner that reads the idea's words, with its priors
 """
 
-__all__ = ["draft", "llm", "offline", "planner", "rules", "serving", "structured"]
+__all__ = ["draft", "failures", "llm", "offline", "planner", "rules", "serving", "structured"]

@@ -7,8 +7,8 @@ rest as the offline planner does (title, objective, hypothesis, phases, rounds, 
 from the script's default, a range the model left out from the task's registered one) and first mends what the
 rules can mend without asking: a searched name that only a code change provides gets that change, a
 `set_default` of a name the script lacks becomes the change that adds it, a name an arm defines leaves the
-shared space, a condition the script has no setting for becomes a not-done entry. Each mend is written into the
-plan's notes.
+shared space, a lone treatment arm that searches only what every arm searches is dropped, a condition the
+script has no setting for becomes a not-done entry. Each mend is written into the plan's notes.
 
 `draft_of` is the other direction: a plan as a draft, for the revision prompt and to offer the offline
 planner's reading of an idea as a draft to correct, so a small model edits a plan instead of writing one.
@@ -163,6 +163,11 @@ def mend(
         reason = f"{spec.name}'s script has no {key} setting; it trains on {spec.data}"
         draft.not_done.append(DraftNotDone(condition=f"{key} {value}", reason=reason))
         fixes.append(f"condition {key} = {value!r} moved to not_done: {reason}")
+    searched = {p.name for p in draft.search_space}
+    lone = draft.arms[0] if len(draft.arms) == 1 else None
+    if lone and lone.role == "treatment" and not lone.fixed and {p.name for p in lone.search} <= searched:
+        fixes.append(f"arm {lone.name!r} only searched what every arm searches, so the plan has no arms")
+        draft.arms = []
     defined = {n for arm in draft.arms for n in [*arm.fixed, *(p.name for p in arm.search)]}
     shared = [p for p in draft.search_space if p.name not in defined]
     if len(shared) < len(draft.search_space):

@@ -24,27 +24,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import httpx
-from langchain_core.exceptions import ContextOverflowError, ModelConnectionError, ModelTimeoutError
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 import templates
-from agent.plan import serving
-from agent.plan.llm import COMPATIBLE, ChatLLM, LLMAnswerError, LLMCallError, _one_line, errors_of
+from agent.plan import failures, serving
+from agent.plan.llm import COMPATIBLE, ChatLLM, LLMAnswerError, LLMCallError, errors_of
 from agent.schemas import TokenUsage
 
 MAX_ERRORS_SHOWN = 20
 FRAGMENT_CHARS = 300
+REPAIR_TEMPERATURE = 0.5
 MIN_ROOM = 256  # the least room a repair keeps for its answer
 ECHO_CHARS = 2000  # about 600 tokens: what an unparseable answer takes of the repair's context
 TICK_S = 1.0
 _ANNOTATIONS = ("title", "description")
 _PATH = re.compile(r"^([A-Za-z_]\w*(?:\[[^\]]*\]|\.\w+)*):")
-_NAMES_MODE = re.compile(r"response_format|tool", re.IGNORECASE)
-_TOO_LONG = re.compile(r"context|too long|maximum.*tokens|exceed", re.IGNORECASE)
 # the mode each server took last, so the next call asks it that way first: (spec, where) -> mode
 _TAKEN: dict[tuple[str, str], str] = {}
 
@@ -94,10 +91,6 @@ class Answer(Generic[T]):
     mode: str
 
 
-class _Overdue(Exception):
-    """A streamed answer ran past llm_timeout_s."""
-
-
 def _payload(message: AIMessage) -> Any:
     """The answer's arguments: the tool call's, or the first JSON object in the text."""
     if message.tool_calls:
@@ -132,62 +125,6 @@ def _echo(message: AIMessage, payload: Any) -> str:
         return json.dumps(payload, ensure_ascii=False)
     text = _as_text(message)
     return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
-
-
-def _describe(exc: Exception, llm: ChatLLM) -> str:
-    """What went wrong with a request, in words that point at the fix (a setting, the address, the model)."""
-    if isinstance(exc, ModelTimeoutError | httpx.TimeoutException | _Overdue):
-        again = "; it was not retried" if llm.self_hosted else ""
-        return (
-            f"no answer within {llm.timeout_s:g} s{again}; a model on a CPU can need minutes: raise "
-            "llm_timeout_s (RESEARCH_LOOP_LLM_TIMEOUT_S)"
-        )
-    if isinstance(exc, ModelConnectionError | httpx.ConnectError):
-        return f"cannot connect ({_one_line(exc)}); is the server running at that address?"
-    status = _status(exc)
-    if status is not None:
-        said = _one_line(_server_message(exc))
-        if isinstance(exc, ContextOverflowError) or (status == 400 and _TOO_LONG.search(said)):
-            return (
-                f"HTTP {status}: {said}; give the server a larger context (llama.cpp --n_ctx, Ollama num_ctx) "
-                "or lower llm_answer_tokens"
-            )
-        return f"HTTP {status}: {said}"
-    if isinstance(exc, LookupError | TypeError | ValueError | AttributeError):
-        # what a client raises on a 200 reply that is not a chat answer (no choices, wrong shapes)
-        return f"the reply is not a chat completion ({type(exc).__name__}: {_one_line(exc)})"
-    return _one_line(exc)
-
-
-def _status(exc: Exception) -> int | None:
-    """The HTTP status of a refused request: on the SDK's error (openai, anthropic, groq, ...) or its response."""
-    for holder in (exc, getattr(exc, "response", None)):
-        status = getattr(holder, "status_code", None)
-        if isinstance(status, int):
-            return status
-    return None
-
-
-def _refuses_mode(exc: Exception) -> bool:
-    """A 400 or 422 for a request with a response format or tools, or a 500 that names them (llama-cpp-python
-    answers an unknown response format type with a 500 quoting its validation error): the server cannot answer
-    that way (vLLM without auto tool choice, llama-cpp-python's json_schema), so the next mode may work; a
-    prompt too long for the context would not be helped by that."""
-    said = _server_message(exc)
-    if isinstance(exc, ContextOverflowError) or _TOO_LONG.search(said):
-        return False
-    status = _status(exc)
-    return status in (400, 422) or (status == 500 and bool(_NAMES_MODE.search(said)))
-
-
-def _server_message(exc: Exception) -> str:
-    """The server's own words: OpenAI's error body is {"message"}, Anthropic's {"error": {"message"}}."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        if isinstance(inner.get("message"), str):
-            return inner["message"]
-    return str(exc)
 
 
 def fragment(payload: Any, error: str) -> str | None:
@@ -245,13 +182,13 @@ def ask(
         sent = [*messages, *([_json_only(schema)] if mode == "text" else []), *tail]
         _check_room(llm, sent, schema, mode, room)
         try:
-            raw, chunks = _invoke(llm, sent, schema, mode, waiting, room)
+            raw, chunks = _invoke(llm, sent, schema, mode, waiting, room, repair=bool(tail))
         except Exception as exc:  # whatever a provider's client raises is a failed call, never a crash
             later = modes[modes.index(mode) + 1 :]
-            if later and _refuses_mode(exc):
+            if later and failures.refuses_mode(exc):
                 mode = later[0]
                 continue
-            raise LLMCallError(f"{llm.spec} at {llm.where}: {_describe(exc, llm)}") from None
+            raise LLMCallError(f"{llm.spec} at {llm.where}: {failures.describe(exc, llm)}") from None
         _TAKEN[(llm.spec, llm.where)] = mode
         attempts += 1
         spent_now = _usage(llm, raw, sent, chunks)
@@ -310,10 +247,14 @@ def _usage(llm: ChatLLM, raw: AIMessage, sent: list[BaseMessage], chunks: int) -
     return TokenUsage(input_tokens=serving.prompt_tokens(sent), output_tokens=chunks, calls=1)
 
 
-def _bound(llm: ChatLLM, schema: type[BaseModel], mode: str, room: int) -> Runnable[LanguageModelInput, Any]:
+def _bound(
+    llm: ChatLLM, schema: type[BaseModel], mode: str, room: int, repair: bool = False
+) -> Runnable[LanguageModelInput, Any]:
     """The chat model bound to ask for `schema` in `mode`. Response formats and a compatible server's
     max_tokens travel in the body as written (LangChain would turn a response format into its own parsing
-    path, which does not stream, and max_tokens into max_completion_tokens, which llama-cpp-python ignores)."""
+    path, which does not stream, and max_tokens into max_completion_tokens, which llama-cpp-python ignores).
+    A compatible server's model, asked at temperature 0, is asked a repair at REPAIR_TEMPERATURE: at 0 the
+    1.5B model sent the same wrong edit three times whatever the errors said."""
     extra: dict[str, Any] = {"max_tokens": room} if llm.provider == COMPATIBLE else {}
     name, lean = schema.__name__, lean_schema(schema)
     if mode == "json_schema":
@@ -330,7 +271,10 @@ def _bound(llm: ChatLLM, schema: type[BaseModel], mode: str, room: int) -> Runna
             "function": {"name": name, "description": _doc(schema), "parameters": lean},
         }
         chat = llm.chat.bind_tools([tool], tool_choice=name)
-    return chat.bind(extra_body=extra) if extra else chat
+    given: dict[str, Any] = {"extra_body": extra} if extra else {}
+    if repair and llm.provider == COMPATIBLE:
+        given["temperature"] = REPAIR_TEMPERATURE
+    return chat.bind(**given) if given else chat
 
 
 def _invoke(
@@ -340,9 +284,10 @@ def _invoke(
     mode: str,
     waiting: Waiting | None,
     room: int,
+    repair: bool = False,
 ) -> tuple[AIMessage, int]:
     """The answer of at most `room` tokens, and how many chunks it streamed in (0 when it was not streamed)."""
-    bound = _bound(llm, schema, mode, room)
+    bound = _bound(llm, schema, mode, room, repair)
     with _Clock(waiting) as clock:
         if not llm.self_hosted:
             return bound.invoke(sent), 0
@@ -353,7 +298,7 @@ def _invoke(
                 message = chunk if message is None else message + chunk
                 clock.tokens += bool(chunk.content or chunk.tool_call_chunks)  # not the role's or the end's
                 if time.monotonic() - clock.started > llm.timeout_s:
-                    raise _Overdue()
+                    raise failures.Overdue()
         finally:
             stream.close()  # a closed stream drops the connection, and the server stops generating
     if message is None:
