@@ -136,6 +136,54 @@ class NotDone(Model):
     remedy: str = Field(default="", description="what would make it possible")
 
 
+SecondaryName = Literal["train_time_s", "epochs_run", "size_bytes", "latency_ms"]
+CoverageKind = Literal[
+    "clause", "number", "dataset", "technique", "metric", "objective", "constraint", "setting"
+]
+
+
+class SecondaryObjective(Model):
+    """A second thing the idea asks about beside the metric ("faster", "smaller", "saves time"): measured for
+    every final run and compared per arm with an interval, so the answer covers it too."""
+
+    name: SecondaryName
+    direction: Literal["minimize", "maximize"] = "minimize"
+    asked_by: str = Field(default="", description="the idea's words that ask for it")
+
+
+class Margin(Model):
+    """A margin the idea states ("within half a point", "without losing accuracy", "the same as"): the
+    treatment is tested against the control for non-inferiority (equivalence: two one-sided tests)."""
+
+    test: Literal["non_inferiority", "equivalence"] = "non_inferiority"
+    value: float | None = Field(
+        default=None, ge=0, description="in the metric's units; None: the run's noise floor is the margin"
+    )
+    asked_by: str = Field(default="", description="the idea's words that state it")
+
+
+class HeadToHead(Model):
+    """Two treatment arms the idea asks to compare with each other ("is X better than Y"), not only each
+    with the control."""
+
+    first: str
+    second: str
+    asked_by: str = Field(default="", description="the idea's words that ask for it")
+
+
+class CoveragePart(Model):
+    """One part of the idea and what honours it: a plan field, or a Not done entry saying why not. A plan
+    accounts for every part, so nothing the idea asks can vanish between the idea and the first screen."""
+
+    text: str = Field(description="the idea's words for this part")
+    kind: CoverageKind
+    honoured_by: str = Field(
+        default="",
+        description="the plan field that honours it, e.g. 'arms[dropout]', 'search_space[lr]', 'margin'",
+    )
+    not_done: str = Field(default="", description="why it is not honoured, when no field honours it")
+
+
 class ExperimentPlan(Model):
     title: str = Field(min_length=1, max_length=200)
     idea: str
@@ -168,6 +216,19 @@ class ExperimentPlan(Model):
     )
     not_done: list[NotDone] = Field(
         default_factory=list, description="conditions the idea names that this plan does not honour, and why"
+    )
+    secondary: list[SecondaryObjective] = Field(
+        default_factory=list,
+        description="objectives beside the metric that the idea names (time, size, latency)",
+    )
+    margin: Margin | None = Field(
+        default=None, description="a non-inferiority or equivalence margin the idea states"
+    )
+    head_to_head: list[HeadToHead] = Field(
+        default_factory=list, description="pairs of treatment arms the idea asks to compare with each other"
+    )
+    coverage: list[CoveragePart] = Field(
+        default_factory=list, description="the idea split into its parts, each with what honours it"
     )
     notes: list[str] = Field(
         default_factory=list, description="assumptions the planner made, e.g. which task it chose and why"
