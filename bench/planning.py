@@ -19,6 +19,7 @@ reported as not measured.
         python bench/planning.py --llm openai-compatible:qwen2.5-coder-1.5b    # a local llama.cpp server
     python bench/planning.py --llm openai-compatible:qwen2.5-coder-1.5b --structured tools --ideas 1,2 \
         --no-edits --results planning-tools.md                   # one answer format on two ideas
+    python bench/planning.py --llm openai-compatible:qwen2.5-coder-1.5b --ideas 1 --edits 1,6   # two edits
     python bench/planning.py --smoke                              # two ideas: plumbing only
 """
 
@@ -300,6 +301,7 @@ def main() -> None:
     )
     p.add_argument("--ideas", help="the ideas to run, by number from 1, e.g. 1,5,18 (default: all)")
     p.add_argument("--no-edits", action="store_true", help="skip the code-edit part")
+    p.add_argument("--edits", help="the code edits to make, by number from 1, e.g. 1,6 (default: all)")
     p.add_argument("--results", default="planning.md", help="file name of the results (default: %(default)s)")
     args = p.parse_args()
     configured = config.load()
@@ -310,7 +312,13 @@ def main() -> None:
         ideas = [IDEAS[int(n) - 1] for n in args.ideas.split(",")]
     else:
         ideas = list(IDEAS)
-    cases = EDITS[:1] if args.smoke else EDITS
+    cases = (
+        EDITS[:1]
+        if args.smoke
+        else [EDITS[int(n) - 1] for n in args.edits.split(",")]
+        if args.edits
+        else EDITS
+    )
     runs = [(OFFLINE, "—", plan_ideas(ideas, config.load(llm=OFFLINE), OFFLINE))]
     edits = []
     with tempfile.TemporaryDirectory(prefix="planning-bench-") as root:
