@@ -112,6 +112,9 @@ class RunResult(Model):
     patch_changes: list[PatchChange] = Field(
         default_factory=list, description="the candidate's changes, each carried by the final patch or not"
     )
+    arm_variants: dict[str, dict[str, Setting]] = Field(
+        default_factory=dict, description="per arm, the values `approve --arm` writes instead of the patch"
+    )
     seeds_used: int = Field(default=0, description="seeds of the final comparison")
     looks: int = Field(default=1, description="sequential looks the comparison is corrected for")
     stopping: str = Field(default="", description="why the final comparison has this many seeds")

@@ -62,7 +62,7 @@ from agent.report.sources import (
 )
 from agent.report.studies import Results, curves, finalists, normalise, strategy_label, study_title
 from agent.results import ArmComparison, PatchChange, RunResult
-from agent.schemas import ExperimentPlan, NotDone, RunInfo
+from agent.schemas import ExperimentPlan, NotDone, RunInfo, Setting
 from experiments import registry
 from experiments import storage as storages
 from experiments.program import SAME_SPLIT
@@ -106,6 +106,9 @@ class ReportData(Model):
     ablation_skipped: list[str] = Field(default_factory=list)
     ablation_cap: int = MAX_VARIANTS
     patch_changes: list[PatchChange] = Field(default_factory=list, description="in the final patch or not")
+    arm_variants: dict[str, dict[str, Setting]] = Field(
+        default_factory=dict, description="per arm, the values `approve --arm` writes instead of the patch"
+    )
     tuned_under: list[str] = Field(
         default_factory=list, description="the conditions every value was tuned on"
     )
@@ -303,6 +306,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         comparisons=comparisons,
         not_done=plan.not_done if plan else [],
         patch_changes=_patch_changes(results, comparisons),
+        arm_variants=results.arm_variants if isinstance(results, RunResult) else {},
         tuned_under=evidence.tuned_under(plan) if plan else [],
         ablation=[ablation_view(r, view.final, view.metric) for r in (ablated.rows if ablated else [])],
         ablation_against=ablated.against if ablated else "",
