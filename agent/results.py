@@ -23,6 +23,7 @@ class Finding(Model):
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
     arm: str = Field(default="", description="the plan arm whose study it was read off; empty outside arms")
+    study: str = Field(default="", description="the study it was read off")
 
 
 class RoundResult(Model):

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from report_lint import lint
 
 from agent.analyse.comparisons import compare_arms
 from agent.config import Settings
@@ -399,3 +400,7 @@ def test_the_report_offers_each_other_arms_variant_and_approve_checks_it(three_a
     assert variant.checks_passed and "+epochs = 1" in variant.diff
     report = (three_arm_run / reporting.MARKDOWN).read_text()
     assert f"`research-loop approve {three_arm_run.name} --arm one-epoch`" in report
+
+
+def test_the_three_arm_report_states_only_what_the_run_stored(three_arm_run: Path):
+    assert lint(three_arm_run) == []
