@@ -41,10 +41,15 @@ def apply_overrides(plan: ExperimentPlan, options: LoopOptions, settings: Settin
 
 
 def ran_phases(phases: list[Phase], rounds: int) -> list[Phase]:
-    """The phases as `round_shape` runs them: an explore phase needs a round of its own, so with one round its
-    trials go to the optimise phase and the plan does not show a phase that never runs."""
-    explore = next((p for p in phases if p.name == "explore" and p.trials > 0), None)
-    if explore is None or rounds > 1 or not any(p.name == "optimise" for p in phases):
+    """The phases as `round_shape` runs them: an explore phase needs a round and trials of its own, so with one
+    round (or none of its trials left) its trials go to the optimise phase and no phase is shown that never
+    runs."""
+    explore = next((p for p in phases if p.name == "explore"), None)
+    if (
+        explore is None
+        or (rounds > 1 and explore.trials > 0)
+        or not any(p.name == "optimise" for p in phases)
+    ):
         return phases
     return [
         p.model_copy(update={"trials": p.trials + explore.trials}) if p.name == "optimise" else p
