@@ -15,7 +15,11 @@ from test_web import SCRIPT, _init_repo
 from agent import runs
 from agent.config import Settings
 from agent.loop import drive as loop
+from agent.report import caveats
 from agent.report import render as reporting
+from experiments.records import Metric, TrialRecord
+
+ACCURACY = Metric(name="accuracy", direction="maximize")
 
 IDEA = "Tune the learning rate of my training script"
 
@@ -69,3 +73,31 @@ def test_a_planted_stale_sentence_fails_the_lint(two_rounds: Path, tmp_path: Pat
     assert old in text, f"{old!r} is not in {file}"
     (copy / file).write_text(text.replace(old, new.format(folder=copy.resolve()), 1))
     assert any(caught in problem for problem in lint(copy)), lint(copy)
+
+
+def _runs(values: list[float], key: str = "test_accuracy") -> list[TrialRecord]:
+    return [
+        TrialRecord(number=i, state="COMPLETE", value=v, seed=i, metrics={key: v})
+        for i, v in enumerate(values)
+    ]
+
+
+def test_a_reference_at_the_metrics_ceiling_on_every_seed_is_said_to_allow_no_gain():
+    said = caveats.at_bound(
+        ACCURACY, "test", [("the control arm c", _runs([1.0, 1.0])), ("x", _runs([1.0, 0.9]))]
+    )
+    assert said == [
+        "every seed of the control arm c scored 1.0000 test accuracy, the metric's ceiling: a comparison with it "
+        "cannot show a gain, only a loss"
+    ]
+    loss = Metric(name="val_loss", direction="minimize")
+    assert caveats.at_bound(loss, "test", [("d", _runs([0.0, 0.0], "test_val_loss"))])
+    assert caveats.at_bound(Metric(name="bleu", direction="maximize"), "test", [("d", _runs([1.0]))]) == []
+
+
+def test_trials_tied_at_the_best_validation_value_say_how_many_and_the_tie_break():
+    (said,) = caveats.ties(
+        ACCURACY, [("arm a", _runs([0.9, 0.95, 0.95, 0.95])), ("arm b", _runs([0.9, 0.8]))]
+    )
+    assert said.startswith("3 of arm a's 4 completed trials tied at the best validation accuracy 0.9500")
+    assert caveats.TIE_BREAK in said
