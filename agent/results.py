@@ -23,6 +23,7 @@ class Finding(Model):
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
     arm: str = Field(default="", description="the plan arm whose study it was read off; empty outside arms")
+    study: str = Field(default="", description="the study it was read off")
 
 
 class RoundResult(Model):
@@ -111,6 +112,9 @@ class RunResult(Model):
     ablation: Ablation | None = None
     patch_changes: list[PatchChange] = Field(
         default_factory=list, description="the candidate's changes, each carried by the final patch or not"
+    )
+    arm_variants: dict[str, dict[str, Setting]] = Field(
+        default_factory=dict, description="per arm, the values `approve --arm` writes instead of the patch"
     )
     seeds_used: int = Field(default=0, description="seeds of the final comparison")
     looks: int = Field(default=1, description="sequential looks the comparison is corrected for")

@@ -362,3 +362,6 @@ class Decision(Model):
     commit: str | None = None
     branch: str | None = None
     target: str | None = None
+    arm: str | None = Field(
+        default=None, description="the arm whose variant was applied instead of the patch"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -95,8 +96,9 @@ def nonzero_fraction(model: nn.Module) -> float:
     return sum(int(v.count_nonzero()) for v in values) / total if total else 1.0
 
 
-def latency_ms(model: nn.Module, batch: torch.Tensor) -> float:
-    """Median wall time of a forward pass over one batch on the CPU, in milliseconds (after one warm-up)."""
+def latency_ms(model: nn.Module, batch: torch.Tensor) -> tuple[float, float]:
+    """Median wall time of a forward pass over one batch on the CPU, in milliseconds (after one warm-up), and
+    the spread (slowest minus fastest) of the repeats, so that a reading taken on a busy machine says so."""
     model = model.cpu().eval()
     batch = batch[:LATENCY_BATCH].cpu()
     times = []
@@ -106,7 +108,7 @@ def latency_ms(model: nn.Module, batch: torch.Tensor) -> float:
             started = time.perf_counter()
             model(batch)
             times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return statistics.median(times), max(times) - min(times)
 
 
 def compressed_metrics(
@@ -116,11 +118,13 @@ def compressed_metrics(
     batch: torch.Tensor,
 ) -> dict[str, float]:
     """`evaluate` on the compressed model under the usual names, the same on the trained model prefixed
-    `uncompressed_`, and both models' size, latency per batch of LATENCY_BATCH and share of nonzero weights."""
+    `uncompressed_`, and both models' size, latency per batch of LATENCY_BATCH (with its spread over the
+    repeats) and share of nonzero weights; and the machine's 1-minute load average and CPU count beside them."""
     out = {f"uncompressed_{k}": v for k, v in evaluate(trained).items()}
     out |= evaluate(small)
     for prefix, m in (("", small), ("uncompressed_", copy.deepcopy(trained).cpu().eval())):
         out[f"{prefix}{MODEL_SIZE.name}"] = float(size_bytes(m))
-        out[f"{prefix}latency_ms"] = latency_ms(m, batch)
+        out[f"{prefix}latency_ms"], out[f"{prefix}latency_spread_ms"] = latency_ms(m, batch)
         out[f"{prefix}nonzero_fraction"] = nonzero_fraction(m)
+    out["load_average"], out["cpu_count"] = os.getloadavg()[0], float(os.cpu_count() or 1)
     return out

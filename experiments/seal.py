@@ -17,6 +17,16 @@ from experiments import storage as storages
 SEAL_ATTR = "seal"
 
 
+class Variant(BaseModel):
+    """One arm's variant, which `approve --arm` may apply instead of the final patch: its values and digests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    final_sha256: str
+    diff_sha256: str
+    params: dict[str, Any]
+
+
 class Seal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,6 +35,7 @@ class Seal(BaseModel):
     final_sha256: str
     diff_sha256: str
     params: dict[str, Any]
+    arms: dict[str, Variant] = {}
 
 
 def study_name(run_id: str) -> str:

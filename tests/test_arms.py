@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from report_lint import lint
 
 from agent.analyse.comparisons import compare_arms
 from agent.config import Settings
@@ -383,3 +384,23 @@ def test_a_run_whose_treatments_are_not_better_patches_the_control_and_approve_c
     assert bool(measured_patch(three_arm_run, record, url).diff) == bool(record.final_params)
     report = (three_arm_run / reporting.MARKDOWN).read_text()
     assert report.count("**The patch carries** ") == 2, "in the first screen and in the Conclusion"
+
+
+def test_the_report_offers_each_other_arms_variant_and_approve_checks_it(three_arm_run: Path):
+    from agent.code import coder
+    from agent.review.measured import measured_patch
+    from experiments import storage as storages
+
+    result = json.loads((three_arm_run / "results.json").read_text())
+    assert result["arm_variants"] == {"one-epoch": {"epochs": 1}}, "the others run at the script's own epochs"
+    record = coder.load_record(three_arm_run)
+    variant = measured_patch(
+        three_arm_run, record, str(three_arm_run / storages.JOURNAL_FILE), arm="one-epoch"
+    )
+    assert variant.checks_passed and "+epochs = 1" in variant.diff
+    report = (three_arm_run / reporting.MARKDOWN).read_text()
+    assert f"`research-loop approve {three_arm_run.name} --arm one-epoch`" in report
+
+
+def test_the_three_arm_report_states_only_what_the_run_stored(three_arm_run: Path):
+    assert lint(three_arm_run) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from report_lint import lint
 
 from agent import runs
 from agent.cli import app
@@ -64,3 +65,9 @@ def test_the_reproducibility_command_parses_as_pasted(piped):
     run.make_context("run", args[1:])  # a UsageError here: the pasted command would fail
     with pytest.raises(Exception, match="unexpected extra argument"):  # typer vendors its own click
         run.make_context("run", command.split()[2:])
+
+
+def test_a_run_with_overrides_states_only_what_it_ran(piped):
+    _, folder = piped
+    assert lint(folder) == []
+    assert "explore" not in (folder / "plan.md").read_text(), "one round leaves no round to explore in"

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 from pydantic import ValidationError
+from report_lint import lint
 
 from agent import runs
 from agent.config import Settings
@@ -183,3 +184,11 @@ def test_a_model_based_sampler_leaves_its_start_up_in_a_worker(tmp_path: Path) -
     searched, random = _worker_values(url, "tpe"), _worker_values(url, "random")
     assert searched[:4] == random[:4]  # TPE's start-up draws what random search draws at the same seed
     assert searched[4:] != random[4:]  # and then its own choices
+
+
+def test_the_compression_report_states_only_what_the_study_stored(run: Path) -> None:
+    assert lint(run) == []
+    # each latency is stored with its spread over the repeats and the machine's load when it was measured
+    assert all(
+        {"latency_spread_ms", "load_average", "cpu_count"} <= set(t.metrics) for t in results(run).trials
+    )

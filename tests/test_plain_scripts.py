@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from report_lint import lint
 from typer.testing import CliRunner
 
 from agent import runs
@@ -275,3 +276,4 @@ def test_a_script_that_ignores_the_seed_is_not_measurable_never_improved(tmp_pat
     report = (folder / "report.md").read_text()
     assert "**Conclusion: not measurable.**" in report and "improved" not in report.split("## ")[0]
     assert "the seed does not reach the script" in report and "RESEARCH_LOOP_SEED" in report
+    assert lint(folder) == []

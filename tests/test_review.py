@@ -74,7 +74,9 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def make_run(tmp_path: Path, script: Path, finalize: bool = True, gain: bool = True) -> Path:
+def make_run(
+    tmp_path: Path, script: Path, finalize: bool = True, gain: bool = True, arms: dict | None = None
+) -> Path:
     """A run folder as the loop leaves it: proposed patch, measured comparison, final patch."""
     task = registry.from_script(script, Metric(name="mse", direction="minimize"))
     info = RunInfo(run_id=runs.new_run_id("approve me"), kind="run", status="awaiting_approval")
@@ -91,7 +93,7 @@ def make_run(tmp_path: Path, script: Path, finalize: bool = True, gain: bool = T
     )
     assert coder.propose_patch(plan, task, folder, Settings(device="cpu")).checks_passed
     if finalize:
-        coder.finalize_patch(folder, BEST, str(folder / JOURNAL_FILE))
+        coder.finalize_patch(folder, BEST, str(folder / JOURNAL_FILE), arms=arms)
     if gain:
         comparison = Comparison(
             metric="mse", direction="minimize", split="test", candidate_mean=0.0112, candidate_std=0.001,
@@ -141,6 +143,34 @@ def test_approve_with_commit_makes_a_branch_and_a_commit_that_name_the_run_and_i
     assert "measured mse -0.0038" in message and "learning_rate = 0.0875" in message
     assert git(repo, "show", "--stat", "--format=", "HEAD").strip().startswith("src/train.py")
     assert git(repo, "show", "main:src/train.py") == SCRIPT
+
+
+def test_approve_of_an_arm_applies_exactly_that_arms_variant_checked(tmp_path, repo):
+    script = repo / "src" / "train.py"
+    arms = {"long": {"epochs": 80}, "fast": {"learning_rate": 0.09}}
+    folder = make_run(tmp_path, script, arms=arms)
+    record = coder.load_record(folder)
+    assert record.arms["long"].patch.checks_passed and record.arms["long"].params == {"epochs": 80}
+    decision = review.approve(folder, commit=True, arm="long")
+    assert script.read_text() == record.arms["long"].patch.files[record.script]
+    assert "learning_rate = 0.05\nepochs = 80\n" in script.read_text(), "the arm's value, not the patch's"
+    assert decision.arm == "long" and decision.reason.startswith("arm long's variant instead of")
+    assert "epochs = 80" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_approve_of_an_unknown_or_edited_arm_is_refused_in_one_line(tmp_path, repo):
+    script = repo / "src" / "train.py"
+    folder = make_run(tmp_path, script, arms={"long": {"epochs": 80}, "fast": {"learning_rate": 0.09}})
+    refused = CliRunner().invoke(app, ["approve", folder.name, "--arm", "slow"])
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "has no variant for arm 'slow'; arms with one: fast, long" in refused.stderr
+    path = folder / coder.PATCH_JSON
+    record = json.loads(path.read_text())
+    record["arms"]["long"]["params"] = {"epochs": 800}
+    path.write_text(json.dumps(record))
+    with pytest.raises(review.Refused, match="patch.json differs from what was measured"):
+        review.approve(folder, arm="long")
+    assert_undecided(folder, script, SCRIPT)
 
 
 def test_commit_message_says_when_nothing_was_measured(tmp_path, repo):

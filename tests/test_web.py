@@ -206,6 +206,12 @@ def test_the_run_page_renders_the_report_its_plots_and_the_patch_with_its_checks
     page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     for c in data.comparisons:
         expect(page.locator("ul.answer")).to_contain_text(c.statement)
+    assert data.patch_changes, "the dropout arm's value is in or out"
+    for c in data.patch_changes:
+        said = f"{c.param} = {c.candidate}: {'in' if c.carried else 'out'}"
+        expect(page.locator("#carried")).to_contain_text(said)
+    for name in data.arm_variants:
+        expect(page.locator("#carried")).to_contain_text(f"research-loop approve {data.run_id} --arm {name}")
     record, final = review.shown_patch(finished.folder)
     assert final is record.final and final.diff
     expect(page.locator("#patch")).to_contain_text("final patch (what approve applies)")

@@ -115,6 +115,26 @@ def _other_arms(result: RunResult, reference: dict[str, Any], said: set[str]) ->
     return out
 
 
+def arm_variants(result: RunResult, reference: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per measured arm whose defining values differ from the script's, the values `approve --arm` writes: that
+    arm's defining change as its chosen configuration ran it, and nothing else (the shared values stay the
+    script's own, the training-set cap is released), so each variant is exactly one arm's change."""
+    arms = {a.name: a for a in result.plan.arms}
+    out = {}
+    for measured in result.arms:
+        arm = arms.get(measured.name)
+        if arm is None or measured.best is None:
+            continue
+        own = {
+            k: measured.best.params[k]
+            for k in [*arm.fixed, *(p.name for p in arm.search)]
+            if k in reference and k in measured.best.params
+        }
+        if any(reference[k] != v for k, v in own.items()):
+            out[arm.name] = {**own, **released(result.plan)}
+    return out
+
+
 def _arm_reason(arm: Arm, answer: ArmComparison | None) -> tuple[bool, str]:
     if arm.role == "control":
         return False, f"fixed by the control arm ({arm.title}); only a treatment judged better changes it"

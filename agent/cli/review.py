@@ -80,6 +80,15 @@ def approve(
             "--trust-edits", help="apply a change that adds system imports, eval/exec or outside writes"
         ),
     ] = False,
+    arm: Annotated[
+        str | None,
+        typer.Option(
+            "--arm",
+            metavar="NAME",
+            help="apply this measured arm's variant (its own values as the defaults) instead of the "
+            "recommended patch; the report lists the arms that have one",
+        ),
+    ] = None,
 ) -> None:
     """Apply a run's final patch (its code change with the best measured hyperparameters as the new defaults)
     to the target script with git. Refuses, changing nothing, unless the file is tracked, clean, and as the run
@@ -87,12 +96,15 @@ def approve(
     settings = config.load()
     folder = find_run(settings, run_id)
     try:
-        decision = review.approve(folder, commit=commit, trusted=trust_edits, settings=settings)
+        decision = review.approve(folder, commit=commit, trusted=trust_edits, settings=settings, arm=arm)
     except review.Refused as exc:
         refuse(exc)
     where = f"committed {decision.commit} on branch {decision.branch}" if decision.commit else "not committed"
+    which = f" with arm {decision.arm}'s variant" if decision.arm else ""
     console.print(
-        f"approved {decision.run_id}: {decision.target} changed ({where})", highlight=False, markup=False
+        f"approved {decision.run_id}{which}: {decision.target} changed ({where})",
+        highlight=False,
+        markup=False,
     )
     console.print(decision.reason, highlight=False, markup=False)
 

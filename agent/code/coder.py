@@ -68,6 +68,13 @@ class EditAnswer(Model):
     rationale: str = ""
 
 
+class ArmPatch(BaseModel):
+    """One arm's variant of the final patch: that arm's measured values as the defaults instead."""
+
+    params: dict[str, Any]
+    patch: CodePatch
+
+
 class PatchRecord(BaseModel):
     """patch.json: the patch, where it goes, and what that file held when the run started."""
 
@@ -82,6 +89,9 @@ class PatchRecord(BaseModel):
     patch: CodePatch
     final: CodePatch | None = None
     final_params: dict[str, Any] = Field(default_factory=dict)
+    arms: dict[str, ArmPatch] = Field(
+        default_factory=dict, description="per arm, what `approve --arm` applies"
+    )
     trusted: bool = Field(default=False, description="the run was started with --trust-edits")
     usage: TokenUsage = Field(default_factory=TokenUsage, description="what a model's free-form edits cost")
 
@@ -334,43 +344,51 @@ def save_record(run_folder: Path, record: PatchRecord) -> None:
 
 
 def finalize_patch(
-    run_folder: Path, best_params: Mapping[str, Any], url: str, notes: Sequence[str] = ()
+    run_folder: Path,
+    best_params: Mapping[str, Any],
+    url: str,
+    notes: Sequence[str] = (),
+    arms: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> CodePatch:
-    """The run's code change with `best_params` written in as the block's defaults: the measured values the
-    evidence supports (the loop chooses them, agent.analyse.evidence), with `notes` on why in its rationale.
-
-    Stored as `final` in patch.json and replaces patch.diff (the proposed diff stays in patch.json's `patch`);
-    `approve` applies it, after checking it against the seal written here into the run's storage `url`. The static checks run again; the
-    preflight does not, since only literal defaults changed and the trials already ran this code.
-    """
+    """The run's code change with `best_params` written in as the block's defaults (the measured values the
+    evidence supports, agent.analyse.evidence; `notes` say why), and per arm in `arms` its variant, which
+    `approve --arm` may apply instead. Stored as `final` and `arms` in patch.json, the final also as patch.diff;
+    approve checks either against the seal written here into the storage `url`. The static checks run again;
+    the preflight does not: only literal defaults changed, and the trials already ran this code."""
     record = load_record(run_folder)
     if not record.patch.checks_passed:
         raise PatchError("the run's patch failed its checks, so no trial measured it; nothing to finalize")
+
     patched = record.patch.files.get(record.script, record.original)
-    try:
-        text = write_defaults(patched, best_params, record.script)
-    except EditError as exc:
-        raise PatchError(f"the best values cannot be written as defaults: {exc}") from None
+
+    def variant(params: Mapping[str, Any], why: str) -> tuple[CodePatch, seals.Variant]:
+        try:
+            text = write_defaults(patched, params, record.script)
+        except EditError as exc:
+            raise PatchError(f"the measured values cannot be written as defaults: {exc}") from None
+        patch = build_patch(record.script, record.original, text, why)
+        subject = Subject(
+            patch, {record.script: record.original}, run_folder / WORKSPACE, record.search, record.trusted
+        )
+        patch = patch.model_copy(update={"checks": run_checks(subject)})
+        return patch, seals.Variant(final_sha256=sha256(text), diff_sha256=patch.sha256, params={**params})
+
     values = ", ".join(f"{k}={v!r}" for k, v in best_params.items())
     why = "; ".join(
         [f"{record.patch.rationale}; defaults set to the supported values ({values or 'none'})", *notes]
     )
-    final = build_patch(record.script, record.original, text, why)
-    subject = Subject(
-        final, {record.script: record.original}, run_folder / WORKSPACE, record.search, record.trusted
-    )
-    final = final.model_copy(update={"checks": run_checks(subject)})
-    save_record(run_folder, record.model_copy(update={"final": final, "final_params": dict(best_params)}))
+    final, sealed = variant(best_params, why)
+    others = {
+        n: variant(p, f"{record.patch.rationale}; arm {n}'s measured values") for n, p in (arms or {}).items()
+    }
+    stored = {n: ArmPatch(params=v.params, patch=patch) for n, (patch, v) in others.items()}
+    update = {"final": final, "final_params": sealed.params, "arms": stored}
+    save_record(run_folder, record.model_copy(update=update))
     (run_folder / PATCH_DIFF).write_text(final.diff)
-    seals.write(
-        url,
-        run_folder.name,
-        seals.Seal(
-            script=record.script,
-            workspace_sha256=workspace_sha256(run_folder / WORKSPACE),
-            final_sha256=sha256(text),
-            diff_sha256=final.sha256,
-            params=dict(best_params),
-        ),
+    workspace = workspace_sha256(run_folder / WORKSPACE)
+    arms_sealed = {n: v for n, (_, v) in others.items()}
+    seal = seals.Seal(
+        script=record.script, workspace_sha256=workspace, **sealed.model_dump(), arms=arms_sealed
     )
+    seals.write(url, run_folder.name, seal)
     return final

@@ -4,11 +4,12 @@ and the reasons the rounds stop before the last.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from agent.config import Settings
 from agent.results import RoundResult
-from agent.schemas import ExperimentPlan, Phase
+from agent.schemas import Budget, ExperimentPlan, Phase
 
 if TYPE_CHECKING:
     from agent.loop.drive import Loop, LoopOptions
@@ -31,8 +32,40 @@ def apply_overrides(plan: ExperimentPlan, options: LoopOptions, settings: Settin
             if v is not None
         }
     )
-    phases = rescale(plan.phases, budget.trials) if options.trials else plan.phases
-    return plan.model_copy(update={"budget": budget, "phases": phases})
+    phases = ran_phases(rescale(plan.phases, budget.trials) if options.trials else plan.phases, budget.rounds)
+    phases = [
+        p.model_copy(update={"description": restate(p.description, plan.budget, budget)}) for p in phases
+    ]
+    text = {k: restate(getattr(plan, k), plan.budget, budget) for k in ("objective", "hypothesis")}
+    return plan.model_copy(update={"budget": budget, "phases": phases, **text})
+
+
+def ran_phases(phases: list[Phase], rounds: int) -> list[Phase]:
+    """The phases as `round_shape` runs them: an explore phase needs a round and trials of its own, so with one
+    round (or none of its trials left) its trials go to the optimise phase and no phase is shown that never
+    runs."""
+    explore = next((p for p in phases if p.name == "explore"), None)
+    if (
+        explore is None
+        or (rounds > 1 and explore.trials > 0)
+        or not any(p.name == "optimise" for p in phases)
+    ):
+        return phases
+    return [
+        p.model_copy(update={"trials": p.trials + explore.trials}) if p.name == "optimise" else p
+        for p in phases
+        if p is not explore
+    ]
+
+
+def restate(text: str, old: Budget, new: Budget) -> str:
+    """The plan's sentences with the budget's counts as overridden ("30 trials" -> "6 trials"), so that no
+    sentence states a count the run did not use."""
+    for field, noun in (("trials", "trial"), ("seeds", "seed")):
+        before, after = getattr(old, field), getattr(new, field)
+        if before != after:
+            text = re.sub(rf"\b{before} {noun}s?\b", f"{after} {noun}{'s' if after != 1 else ''}", text)
+    return text
 
 
 def rescale(phases: list[Phase], trials: int) -> list[Phase]:

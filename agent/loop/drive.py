@@ -345,12 +345,15 @@ def drive(
                 update={"trials": run_result.cost.trials + extra, "wall_s": time.monotonic() - loop.started}
             )
         # only what the evidence supports; the conditions (a data set, a cap) set the experiment, not the change
-        run_result.patch_changes = evidence.patch_changes(run_result, loop.reference(plan, task))
+        reference = loop.reference(plan, task)
+        run_result.patch_changes = evidence.patch_changes(run_result, reference)
+        run_result.arm_variants = evidence.arm_variants(run_result, reference)
         runs.write_atomic(folder / RESULTS_FILE, run_result.model_dump_json(indent=2))
         if run_result.best is not None:
             loop.stage("finalize")
             params = {**evidence.carried(run_result.patch_changes), **evidence.released(plan)}
-            coder.finalize_patch(folder, params, loop.url, evidence.rationale(run_result.patch_changes, plan))
+            notes = evidence.rationale(run_result.patch_changes, plan)
+            coder.finalize_patch(folder, params, loop.url, notes, run_result.arm_variants)
         loop.stage("report")
         report(folder, settings)
     except KeyboardInterrupt:

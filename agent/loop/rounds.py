@@ -114,7 +114,7 @@ def run_round(
     # an explore round trains on a subset, so its scores are not comparable with the full-data baseline
     reference = baseline if fraction == 1.0 else (None, baseline[1])
     findings = [
-        f.model_copy(update={"arm": s.arm if len(arms) > 1 else ""})
+        f.model_copy(update={"arm": s.arm if len(arms) > 1 else "", "study": s.study_name})
         for s in studies
         for f in analyst.analyse(s, *reference)
     ]

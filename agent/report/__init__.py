@@ -5,6 +5,7 @@
 - `studies`: a study's and a loop's results seen as one view
 - `rows`: the rows of the report's tables, built from the loaded results
 - `calibration`: the measured false-positive rate a report quotes
+- `caveats`: the caveats a report computes (a reference at the metric's bound, ties among the best trials)
 - `checks`: refusals when the folder contradicts itself
 - `plots`, `curves`, `pareto`, `compression`: figures and their tables
 - `sources`: the patch and script sources a report shows
@@ -12,6 +13,7 @@
 
 __all__ = [
     "calibration",
+    "caveats",
     "checks",
     "compression",
     "curves",

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import statistics
 
+from pydantic import Field
+
 from experiments.records import Compression, Model, TrialRecord
 
 # Recorded by experiments.compression for each run (the compressed model's under the plain names).
-MEASURES = ("size_bytes", "latency_ms", "nonzero_fraction")
+MEASURES = ("size_bytes", "latency_ms", "latency_spread_ms", "nonzero_fraction")
+LOAD = ("load_average", "cpu_count")  # the machine's state when each run measured its latency
 
 
 class CompressionRow(Model):
@@ -26,6 +29,13 @@ class CompressionView(Model):
     how: str
     metric: str
     rows: list[CompressionRow]
+    load: list[float] = Field(default_factory=list, description="lowest and highest 1-minute load average")
+    cpus: int | None = Field(default=None, description="CPUs of the machine that measured the latency")
+
+    @property
+    def loaded(self) -> bool:
+        """Whether some latency was measured while more work waited than the machine has CPUs."""
+        return bool(self.load and self.cpus and self.load[1] > self.cpus)
 
 
 def compression_view(
@@ -34,11 +44,13 @@ def compression_view(
     """The table for a plan that compressed its models; None for one that did not."""
     if compression is None:
         return None
-    rows = []
+    rows, loads, cpus = [], [], []
     for label, runs in groups:
         done = [r.metrics for r in runs if r.state == "COMPLETE"]
         if not done:
             continue
+        loads += [m[LOAD[0]] for m in done if LOAD[0] in m]
+        cpus += [int(m[LOAD[1]]) for m in done if LOAD[1] in m]
         rows.append(
             CompressionRow(
                 label=label,
@@ -49,7 +61,13 @@ def compression_view(
                 uncompressed_measures={k: _mean(done, f"uncompressed_{k}") for k in MEASURES},
             )
         )
-    return CompressionView(how=compression.describe(), metric=metric, rows=rows)
+    return CompressionView(
+        how=compression.describe(),
+        metric=metric,
+        rows=rows,
+        load=[min(loads), max(loads)] if loads else [],
+        cpus=min(cpus) if cpus else None,
+    )
 
 
 def _mean(metrics: list[dict[str, float]], key: str) -> float | None:

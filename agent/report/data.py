@@ -22,6 +22,7 @@ from agent.analyse.comparisons import compare_arms
 from agent.analyse.verdict import Verdict, errors, verdict
 from agent.config import Settings
 from agent.report.calibration import Calibration, calibration
+from agent.report.caveats import caveats
 from agent.report.checks import (
     ReportError,
     check_compared_at,
@@ -44,6 +45,7 @@ from agent.report.rows import (
     ablation_view,
     arm_rows,
     identical,
+    round_notes,
     seed_rows,
     strategy_row,
 )
@@ -53,16 +55,27 @@ from agent.report.sources import (
     LLMUse,
     Reproducibility,
     code_changes,
+    dataset_name,
     environment,
     git_state,
     hyperparameter_rows,
     repro_command,
     script_name,
+    shown_path,
     target_path,
 )
-from agent.report.studies import Results, curves, finalists, normalise, strategy_label, study_title
+from agent.report.studies import (
+    Results,
+    curves,
+    finalists,
+    normalise,
+    searched_ranges,
+    searched_rounds,
+    strategy_label,
+    study_title,
+)
 from agent.results import ArmComparison, PatchChange, RunResult
-from agent.schemas import ExperimentPlan, NotDone, RunInfo
+from agent.schemas import ExperimentPlan, NotDone, RunInfo, Setting
 from experiments import registry
 from experiments import storage as storages
 from experiments.program import SAME_SPLIT
@@ -106,6 +119,9 @@ class ReportData(Model):
     ablation_skipped: list[str] = Field(default_factory=list)
     ablation_cap: int = MAX_VARIANTS
     patch_changes: list[PatchChange] = Field(default_factory=list, description="in the final patch or not")
+    arm_variants: dict[str, dict[str, Setting]] = Field(
+        default_factory=dict, description="per arm, the values `approve --arm` writes instead of the patch"
+    )
     tuned_under: list[str] = Field(
         default_factory=list, description="the conditions every value was tuned on"
     )
@@ -124,8 +140,13 @@ class ReportData(Model):
     final_errors: list[str] = Field(default_factory=list)
     strategies: list[StrategyRow] = Field(default_factory=list)
     search_space: list[SearchParam] = Field(default_factory=list)
+    search_ranges: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="each searched hyperparameter's ranges, a revised one from its round",
+    )
     top_trials: list[TrialRow] = Field(default_factory=list)
     identical: list[IdenticalGroup] = Field(default_factory=list)
+    caveats: list[str] = Field(default_factory=list, description="computed: a bound reached, tied trials")
     rounds: list[RoundNote] = Field(default_factory=list)
     stop_reason: str = ""
     hyperparameters: list[HyperparameterRow] = Field(default_factory=list)
@@ -211,7 +232,7 @@ def _failed_run(folder: Path, info: RunInfo) -> ReportData:
             git="unknown",
             dataset="unknown",
             dataset_description="",
-            storage=storages.redact(info.storage),
+            storage=shown_path(storages.redact(info.storage), folder) or "",
             sandbox=info.sandbox,
             studies=[],
             verified=False,
@@ -263,8 +284,9 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         evaluations |= {f"ablation {r.param}": r.runs for r in (ablated.rows if ablated else [])}
         studies = verify_storage(url, info.run_id, folder, [s for _, _, s in view.studies], evaluations)
         verification = f"every trial in results.json was read back from {where} and matches"
-    rounds = len({r for r, _, _ in view.studies})
-    strategies = [strategy_row(strategy_label(r, f, s.sampler, rounds), r, f, s) for r, f, s in view.studies]
+    rounds = searched_rounds(view)
+    named = bool(plan and plan.arms)  # a run without arms tunes one implicit arm, which no row names
+    strategies = [strategy_row(strategy_label(r, f, s, rounds, named), r, f, s) for r, f, s in view.studies]
     labelled = [
         (row.label, f, t) for row, (_, f, s) in zip(strategies, view.studies, strict=True) for t in s.trials
     ]
@@ -273,6 +295,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     ]
     done.sort(key=lambda item: item[1].value, reverse=view.metric.direction == "maximize")  # type: ignore[arg-type,return-value]
     code = code_changes(folder)
+    target = target_path(folder, view.task)
     script = script_name(view.task, folder)
     space = view.studies[0][2].search_space if view.studies else []
     task = registry.get(view.task) if view.task in registry.TASKS else None
@@ -287,7 +310,8 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     return ReportData(
         run_id=info.run_id,
         kind=info.kind,
-        status=info.status,
+        # the report is the run's last stage: once it is written the run awaits approval, so it says so
+        status="awaiting_approval" if (info.status, info.stage) == ("running", "report") else info.status,
         created=info.created,
         title=plan.title if plan else study_title(view),
         idea=plan.idea if plan else info.idea,
@@ -303,6 +327,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         comparisons=comparisons,
         not_done=plan.not_done if plan else [],
         patch_changes=_patch_changes(results, comparisons),
+        arm_variants=results.arm_variants if isinstance(results, RunResult) else {},
         tuned_under=evidence.tuned_under(plan) if plan else [],
         ablation=[ablation_view(r, view.final, view.metric) for r in (ablated.rows if ablated else [])],
         ablation_against=ablated.against if ablated else "",
@@ -319,23 +344,16 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         final_errors=errors(view.final),
         strategies=strategies,
         search_space=space,
+        search_ranges=searched_ranges(view),
         top_trials=[
             TrialRow(strategy=label, number=t.number, value=t.value, params=t.params, duration_s=t.duration_s)  # type: ignore[arg-type]
             for label, t in done[:TOP_TRIALS]
         ],
         identical=identical(labelled),
-        rounds=[
-            RoundNote(
-                round=r.round,
-                phase=r.phase,
-                data_fraction=r.data_fraction,
-                findings=list({(f.kind, f.message): f for f in r.findings}.values()),
-                revision=r.revision,
-            )
-            for r in (results.rounds if isinstance(results, RunResult) else [])
-        ],
+        caveats=caveats(view.metric, view.comparison, view.baseline, arm_results, plan, view.studies),
+        rounds=round_notes(results.rounds, info.run_id) if isinstance(results, RunResult) else [],
         stop_reason=view.stop_reason,
-        hyperparameters=hyperparameter_rows(folder, script, view.best, space),
+        hyperparameters=hyperparameter_rows(folder, script, view.best, view.baseline, space, plan),
         code=code,
         cost=view.cost,
         llm=LLMUse(**plan_usage.model_dump()) if plan_usage else LLMUse(),
@@ -346,15 +364,11 @@ def collect(folder: Path, settings: Settings) -> ReportData:
             data_fractions=fractions,
             versions=versions,
             versions_recorded=recorded,
-            target=str(target_path(folder, view.task, code) or "unknown"),
-            git=git_state(target_path(folder, view.task, code)),
-            dataset=task.data
-            if task
-            else ", ".join(plan.datasets)
-            if plan and plan.datasets
-            else "as loaded by the script",
+            target=shown_path(target, folder) or "unknown",
+            git=git_state(target),
+            dataset=dataset_name(plan, task),
             dataset_description=task.description if task else "",
-            storage=storages.redact(view.storage or info.storage),
+            storage=shown_path(storages.redact(view.storage or info.storage), folder) or "",
             sandbox=info.sandbox,
             studies=studies,
             verified=url is not None,

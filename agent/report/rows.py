@@ -14,7 +14,7 @@ from pydantic import Field
 from agent.analyse.ablation import contribution
 from agent.analyse.verdict import better
 from agent.report.checks import identical_groups
-from agent.results import AblationRow, ArmResult, Finding
+from agent.results import AblationRow, ArmResult, Finding, RoundResult
 from agent.schemas import ExperimentPlan
 from experiments.records import Comparison, Metric, Model, StudyResult, TrialRecord
 from experiments.stats import metric_values
@@ -79,6 +79,27 @@ class RoundNote(Model):
     data_fraction: float
     findings: list[Finding] = Field(default_factory=list)
     revision: list[str] = Field(default_factory=list)
+
+
+def round_notes(rounds: list[RoundResult], run_id: str) -> list[RoundNote]:
+    """Each round's findings (once each, named by the study they were read off) and revisions."""
+    return [
+        RoundNote(
+            round=r.round,
+            phase=r.phase,
+            data_fraction=r.data_fraction,
+            findings=list(
+                {
+                    (f.kind, f.message, f.study): f.model_copy(
+                        update={"study": f.study.removeprefix(f"{run_id}-")}
+                    )
+                    for f in r.findings
+                }.values()
+            ),
+            revision=r.revision,
+        )
+        for r in rounds
+    ]
 
 
 class ArmRow(Model):

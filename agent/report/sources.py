@@ -20,7 +20,7 @@ from pydantic import Field
 from agent.code import coder
 from agent.code.diffs import unified_diff
 from agent.report.checks import ReportError
-from agent.schemas import CheckResult, RunInfo
+from agent.schemas import CheckResult, ExperimentPlan, RunInfo
 from experiments import entry, registry
 from experiments import storage as storages
 from experiments.records import Model, SearchParam, TrialRecord
@@ -66,7 +66,7 @@ class HyperparameterRow(Model):
     name: str
     baseline: Any = None
     candidate: Any = None
-    searched: bool = False
+    searched: str = Field(default="", description='"yes", "in arm NAME" for an arm\'s own, "" when fixed')
 
     @property
     def changed(self) -> bool:
@@ -95,6 +95,15 @@ class CodeChanges(Model):
     approvable: bool = False
 
 
+def dataset_name(plan: ExperimentPlan | None, task: registry.Task | None) -> str:
+    """The data set the runs trained on: the plan's condition when it names one (wine, iris), else the task's."""
+    if plan and "dataset" in plan.conditions:
+        return str(plan.conditions["dataset"])
+    if task:
+        return task.data
+    return ", ".join(plan.datasets) if plan and plan.datasets else "as loaded by the script"
+
+
 def script_name(task: str, folder: Path) -> str | None:
     if task in registry.TASKS:
         return registry.get(task).script.name
@@ -112,17 +121,27 @@ def _block(path: Path) -> dict[str, Any]:
 
 
 def hyperparameter_rows(
-    folder: Path, script: str | None, best: TrialRecord | None, space: list[SearchParam]
+    folder: Path,
+    script: str | None,
+    best: TrialRecord | None,
+    baseline_runs: list[TrialRecord],
+    space: list[SearchParam],
+    plan: ExperimentPlan | None,
 ) -> list[HyperparameterRow]:
-    """Baseline defaults against the candidate's values (the code it ran, with the best trial's values)."""
-    baseline = _block(folder / "baseline" / script) if script else {}
+    """The baseline's values as its runs used them (its defaults under the experiment's conditions) against the
+    candidate's (the code it ran, with the best trial's values), and where each was searched."""
+    ran = next((r.params for r in baseline_runs if r.params), {})
+    baseline = {**(_block(folder / "baseline" / script) if script else {}), **ran}
     workspace = _block(folder / "workspace" / script) if script else {}
     candidate = {**workspace, **(best.params if best else {})}
-    searched = {p.name for p in space}
+    searched = dict.fromkeys([p.name for p in space], "yes")
+    for arm in plan.arms if plan else []:
+        for p in arm.search:
+            searched.setdefault(p.name, f"in arm {arm.name}")
     names = list(dict.fromkeys([*baseline, *candidate]))
     return [
         HyperparameterRow(
-            name=n, baseline=baseline.get(n), candidate=candidate.get(n), searched=n in searched
+            name=n, baseline=baseline.get(n), candidate=candidate.get(n), searched=searched.get(n, "")
         )
         for n in names
     ]
@@ -159,7 +178,7 @@ def code_changes(folder: Path) -> CodeChanges:
             files=files,
             rationale=shown.rationale,
             checks=shown.checks,
-            target=str(record.target),
+            target=shown_path(record.target, folder),
             approvable=shown.checks_passed and record.final is not None,
         )
     files = []
@@ -212,9 +231,37 @@ def git_state(target: Path | None) -> str:
     return f"{head.stdout.strip()}" + (f" ({target.name} has uncommitted changes)" if dirty else "")
 
 
-def target_path(folder: Path, task: str, code: CodeChanges) -> Path | None:
-    if code.target:
-        return Path(code.target)
+def shown_path(path: Path | str | None, folder: Path) -> str | None:
+    """A path as a report shows it: relative to the run folder, else to its git repository (named by the
+    repository folder's name), else just its name; a report carries no absolute path of this machine."""
+    if path is None or "://" in str(path) or not Path(path).is_absolute():
+        return None if path is None else str(path)
+    path = Path(path).resolve()
+    if path.is_relative_to(folder.resolve()):
+        return path.relative_to(folder.resolve()).as_posix()
+    proc = (
+        subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if path.parent.is_dir()
+        else None
+    )
+    if proc is not None and proc.returncode == 0:
+        root = Path(proc.stdout.strip()).resolve()
+        return f"{path.relative_to(root).as_posix()} (in repository {root.name})"
+    return f"{path.name} (outside any git repository)"
+
+
+def target_path(folder: Path, task: str) -> Path | None:
+    """The file the run's patch is for, as this machine names it (for its git state; never shown as is)."""
+    try:
+        return coder.load_record(folder).target
+    except coder.PatchError:
+        pass
     options = folder / OPTIONS_FILE
     if options.is_file():
         try:

@@ -6,6 +6,7 @@ computes from it: each strategy's label, the finalists, their learning curves an
 
 from __future__ import annotations
 
+from agent.loop.arms import MATCHED
 from agent.report.curves import LearningCurve, learning_curve
 from agent.results import ArmResult, RunResult
 from experiments.records import Comparison, Cost, Metric, Model, StudyResult, TrialRecord
@@ -62,9 +63,36 @@ def normalise(results: Results) -> Studies:
     )
 
 
-def strategy_label(round_: int | None, fraction: float, sampler: str, rounds: int) -> str:
-    label = sampler if rounds <= 1 else f"round {round_} {sampler}"
-    return label if fraction >= 1 else f"{label} ({fraction:.0%} data)"
+def searched_rounds(view: Studies) -> int:
+    """The rounds that searched: the matched re-runs after them are not a round of their own."""
+    return len({r for r, _, s in view.studies if s.sampler != MATCHED})
+
+
+def strategy_label(
+    round_: int | None, fraction: float, study: StudyResult, rounds: int, arms: bool = False
+) -> str:
+    """A study's row name: its arm (with `arms`), its round when there were several, its sampler, a subset's
+    share."""
+    if study.sampler == MATCHED:
+        label = "matched re-runs"
+    else:
+        label = study.sampler if rounds <= 1 else f"round {round_} {study.sampler}"
+    label = label if fraction >= 1 else f"{label} ({fraction:.0%} data)"
+    return f"{study.arm}: {label}" if arms and study.arm else label
+
+
+def searched_ranges(view: Studies) -> dict[str, list[str]]:
+    """Each searched hyperparameter's ranges in the order the rounds searched them, each with its first round,
+    so that a range the analyst widened is stated beside the initial one."""
+    ranges: dict[str, dict[str, int | None]] = {}
+    for round_, _, study in view.studies:
+        if study.sampler != MATCHED:
+            for p in study.search_space:
+                ranges.setdefault(p.name, {}).setdefault(p.describe(), round_)
+    return {
+        name: [d if len(seen) == 1 else f"{d} from round {r}" for d, r in seen.items()]
+        for name, seen in ranges.items()
+    }
 
 
 def finalists(view: Studies, arms: list[ArmResult]) -> list[tuple[str, list[TrialRecord]]]:

@@ -1,7 +1,8 @@
 """approve / reject: a person's decision on a run, and the only code that writes outside a run's folder.
 
 `approve` applies the run's final patch (its code change with the best measured hyperparameters written in as
-defaults: exactly what was measured) to the target file with git. Every reason to refuse is checked before
+defaults: exactly what was measured), or with `--arm` one measured arm's variant instead, to the target file
+with git. Every reason to refuse is checked before
 anything is written, so a refused approve changes nothing. Both decisions are appended to the ledger
 (decisions.jsonl next to the run folders) and set run.json's status; a run is decided once.
 """
@@ -12,7 +13,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -152,9 +153,14 @@ def _work_tree(target: Path) -> Path:
 
 
 def approve(
-    run_folder: Path, commit: bool = False, trusted: bool = False, settings: Settings | None = None
+    run_folder: Path,
+    commit: bool = False,
+    trusted: bool = False,
+    settings: Settings | None = None,
+    arm: str | None = None,
 ) -> Decision:
-    """Apply the run's final patch to its target with git (and commit it on a new branch with `commit`).
+    """Apply the run's final patch to its target with git (and commit it on a new branch with `commit`); with
+    `arm`, that measured arm's variant instead (its defining values as the defaults, agent.analyse.evidence).
 
     The patch is the one rebuilt from the measured workspace and checked against the seal in the run's
     storage (agent.review.measured), never patch.json's text as it stands; `trusted` (--trust-edits) lets a
@@ -175,9 +181,14 @@ def approve(
             f"run {info.run_id} has no final patch (its study never finished with a best configuration); "
             f"only measured code can be approved"
         )
+    if arm is not None and arm not in record.arms:
+        raise Refused(
+            f"run {info.run_id} has no variant for arm {arm!r}; arms with one: "
+            f"{', '.join(sorted(record.arms)) or 'none'} (an arm at the script's own values has nothing to apply)"
+        )
     try:
         url = storage_url(run_folder, info, settings or Settings())
-        final = measured_patch(run_folder, record, url, trusted)
+        final = measured_patch(run_folder, record, url, trusted, arm)
     except (Mismatch, LoopError, storages.StorageUnavailable) as exc:
         raise Refused(str(exc)) from None
     if not final.diff:
@@ -214,14 +225,35 @@ def approve(
     check = _git([*apply, "--check", "-"], root, final.diff)
     if check.returncode:
         raise Refused(f"git apply refuses the patch: {_first_line(check)}")
-    gain = measured_gain(run_folder)
-    sha = _apply(root, rel, target, apply, record, final, branch, _message(info, record, final, gain))
+    gain = measured_gain(run_folder) if arm is None else arm_verdict(run_folder, arm)
+    values = record.final_params if arm is None else record.arms[arm].params
+    sha = _apply(root, rel, target, apply, record, final, branch, _message(info, values, final, gain))
     return _decide(
         run_folder,
         info,
         Decision(
-            run_id=info.run_id, action="approve", reason=gain, commit=sha, branch=branch, target=str(target)
+            run_id=info.run_id,
+            action="approve",
+            reason=gain,
+            commit=sha,
+            branch=branch,
+            target=str(target),
+            arm=arm,
         ),
+    )
+
+
+def arm_verdict(run_folder: Path, arm: str) -> str:
+    """What the run measured for an arm's variant: its comparison with the control, from results.json."""
+    try:
+        found = json.loads((run_folder / RESULTS).read_text()).get("comparisons", [])
+    except (OSError, ValueError):
+        found = []
+    said = next(
+        (c.get("statement") for c in found if isinstance(c, dict) and c.get("treatment") == arm), None
+    )
+    return f"arm {arm}'s variant instead of the recommended patch: " + (
+        said or "no comparison with the control holds it"
     )
 
 
@@ -236,8 +268,8 @@ def _can_commit(root: Path, branch: str) -> None:
         raise Refused("git has no user.name and user.email here; set them, or approve without --commit")
 
 
-def _message(info: RunInfo, record: PatchRecord, final: CodePatch, gain: str) -> str:
-    values = "\n".join(f"  {k} = {v!r}" for k, v in record.final_params.items())
+def _message(info: RunInfo, params: dict[str, Any], final: CodePatch, gain: str) -> str:
+    values = "\n".join(f"  {k} = {v!r}" for k, v in params.items())
     return (
         f"research-loop: apply run {info.run_id}\n\n{gain}.\n\n{final.rationale}\n"
         + (f"\nBest measured hyperparameters, now the defaults:\n{values}\n" if values else "")
