@@ -183,7 +183,7 @@ def propose_patch(
     offline setting fails the `edits` check with the reason); `waiting` hears how long its answer takes.
     Raises PatchError only when nothing can be written at all (an unsafe workspace path, an unreachable LLM).
     """
-    name = task.script.name
+    name = task.entry
     original = task.script.read_text()
     try:
         script = safe_path(run_folder / WORKSPACE, name)

@@ -4,11 +4,12 @@ and the reasons the rounds stop before the last.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Settings
 from agent.results import RoundResult
 from agent.schemas import ExperimentPlan, Phase
+from experiments import command
 
 if TYPE_CHECKING:
     from agent.loop.drive import Loop, LoopOptions
@@ -33,6 +34,37 @@ def apply_overrides(plan: ExperimentPlan, options: LoopOptions, settings: Settin
     )
     phases = rescale(plan.phases, budget.trials) if options.trials else plan.phases
     return plan.model_copy(update={"budget": budget, "phases": phases})
+
+
+def hold_fixed(plan: ExperimentPlan, fixed: dict[str, Any]) -> ExperimentPlan:
+    """What the command sets (`--epochs 2`) as conditions of every arm, seed and the defaults reference: out
+    of every search and arm, listed in the plan's notes, and never a change `approve` writes (a condition
+    never differs from the reference, agent.analyse.evidence)."""
+    if not fixed:
+        return plan
+    arms = [
+        a.model_copy(
+            update={
+                "fixed": {k: v for k, v in a.fixed.items() if k not in fixed},
+                "search": [p for p in a.search if p.name not in fixed],
+            }
+        )
+        for a in plan.arms
+    ]
+    return plan.model_copy(
+        update={
+            "conditions": {**plan.conditions, **fixed},
+            "search_space": [p for p in plan.search_space if p.name not in fixed],
+            "arms": arms,
+            "notes": [
+                *plan.notes,
+                *(
+                    f"{n}, set by the command: held fixed for every arm and seed"
+                    for n in command.describe(fixed)
+                ),
+            ],
+        }
+    )
 
 
 def rescale(phases: list[Phase], trials: int) -> list[Phase]:
