@@ -50,8 +50,8 @@ def root(script: Path) -> Path:
 
 
 def _code(project: Path, script: Path) -> set[Path]:
-    """The project's code, relative: git's tracked and unignored files, else the Python files of the folder.
-    The script is always among them."""
+    """The project's code, relative: git's tracked and unignored files, else the Python files of the folder
+    and of its subfolders. The script is always among them."""
     try:
         done = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -62,11 +62,10 @@ def _code(project: Path, script: Path) -> set[Path]:
         listed = done.stdout.decode(errors="surrogateescape").split("\0") if done.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
         listed = None
-    if listed is None:
+    if listed is None:  # the folder's modules and its packages' (one level: it may be a home folder)
+        found = [*project.glob("*.py"), *project.glob("*/*.py")]
         listed = [
-            str(p.relative_to(project))
-            for p in project.rglob("*.py")
-            if not SKIPPED & set(p.relative_to(project).parts)
+            str(p.relative_to(project)) for p in found if not SKIPPED & set(p.relative_to(project).parts)
         ]
     found = {Path(name) for name in listed if name}
     return {p for p in found if (project / p).is_file() and not (project / p).is_symlink()} | {

@@ -211,7 +211,7 @@ def propose_patch(
 
     def check(patch: CodePatch) -> CodePatch:
         script.write_text(patch.files.get(name, original))
-        subject = Subject(patch, {name: original}, script.parent, search, settings.trust_edits)
+        subject = Subject(patch, {name: original}, run_folder / WORKSPACE, search, settings.trust_edits)
         return patch.model_copy(update={"checks": run_checks(subject, script, how)})
 
     job = _Job(
