@@ -53,6 +53,7 @@ def write_values(source: str, values: dict[str, Any], seed: int | None = None, w
     sites = {s.param.name: s for s in scan.sites}
     splices: list[tuple[int, int, str]] = []
     text = _Text(source)
+    later: dict[int, tuple[ast.stmt, str, list[str]]] = {}
     for name, value in values.items():
         if name not in sites:
             raise DiscoveryError(
@@ -65,6 +66,17 @@ def write_values(source: str, values: dict[str, Any], seed: int | None = None, w
             elif site.call is not None:  # a store_true flag without `default=` gets one
                 end = text.end(site.call) - 1
                 splices.append((end, end, f", default={_literal(value, name)}"))
+            elif site.after is not None:  # a TrainingArguments field: the parser's own default for it
+                stmt, parser = site.after
+                later.setdefault(id(stmt), (stmt, parser, []))[2].append(f"{name}={_literal(value, name)}")
+            else:
+                raise DiscoveryError(
+                    f"{where}: {name} is a TrainingArguments field and the HfArgumentParser has no name to "
+                    f"give it a default (parser = HfArgumentParser(...)); pass it as --{name} instead"
+                )
+    for stmt, parser, given in later.values():
+        end = text.end(stmt)
+        splices.append((end, end, f"\n{' ' * stmt.col_offset}{parser}.set_defaults({', '.join(given)})"))
     if seed is not None:
         splices += [(text.start(n), text.end(n), str(int(seed))) for n in scan.seeds]
     return text.splice(splices)
@@ -113,7 +125,7 @@ def _named(site: _Site, taken: set[str]) -> _Site:
     return (
         site
         if name == site.param.name
-        else _Site(site.param.model_copy(update={"name": name}), site.nodes, site.call)
+        else _Site(site.param.model_copy(update={"name": name}), site.nodes, site.call, site.after)
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Iterator
+from importlib import metadata
 from typing import Any
 
 from experiments.hyperparameters import SEED_NAMES, Hyperparameter, Kind, Value, _Scan, _Site
@@ -180,7 +181,8 @@ def _typer_option(annotation: ast.expr | None) -> ast.Call | None:
 
 
 def _dataclasses(tree: ast.Module) -> Iterator[_Site]:
-    """Fields with literal defaults of the dataclasses an `HfArgumentParser` parses (`--name value` flags)."""
+    """Fields with literal defaults of the dataclasses an `HfArgumentParser` parses (`--name value` flags), and
+    the TrainingArguments fields that tune training when it parses those."""
     parsed: set[str] = set()
     for call in calls(tree):
         if callee(call.func) == "HfArgumentParser" and call.args:
@@ -203,3 +205,59 @@ def _dataclasses(tree: ast.Module) -> Iterator[_Site]:
             yield _flag_site(
                 "dataclass", name, default, node, f"--{name}", stmt.lineno, owner=cls.name, keyword=name
             )
+    if parsed & TRAINER_CLASSES:
+        yield from _training_arguments(tree, min(parsed & TRAINER_CLASSES))
+
+
+TRAINER_CLASSES = frozenset({"TrainingArguments", "Seq2SeqTrainingArguments"})
+
+
+def trainer_fields() -> dict[str, tuple[Value, list[Value] | None]]:
+    """TrainingArguments' fields that tune training, with their defaults (and choices), as the installed
+    Transformers declares them: read from a table, since importing Transformers costs seconds. Transformers 5
+    folded `warmup_ratio` into `warmup_steps` (a value below 1 is a ratio of the steps)."""
+    try:
+        major = int(metadata.version("transformers").partition(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        major = 5
+    warmup = {"warmup_steps": (0.0, None)} if major >= 5 else {"warmup_ratio": (0.0, None)}
+    return {
+        "learning_rate": (5e-5, None),
+        "num_train_epochs": (3.0, None),
+        **warmup,
+        "weight_decay": (0.0, None),
+        "per_device_train_batch_size": (8, None),
+        "lr_scheduler_type": ("linear", ["linear", "cosine", "constant"]),
+        "seed": (42, None),
+    }
+
+
+def _training_arguments(tree: ast.Module, owner: str) -> Iterator[_Site]:
+    """The TrainingArguments fields as `--name value` flags of the script's HfArgumentParser; a default the
+    script gives one with `parser.set_defaults(name=...)` is its default, and is where approve writes one."""
+    after = next(
+        (
+            (stmt, stmt.targets[0].id)
+            for stmt in ast.walk(tree)
+            if isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and isinstance(stmt.value, ast.Call)
+            and callee(stmt.value.func) == "HfArgumentParser"
+        ),
+        None,
+    )
+    given: dict[str, ast.expr] = {}
+    for call in calls(tree):
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "set_defaults":
+            given |= {k.arg: k.value for k in call.keywords if k.arg}
+    line = after[0].lineno if after else 1
+    for name, (default, choices) in trainer_fields().items():
+        node = given.get(name)
+        value = _literal_value(node) if node is not None else None
+        site = _flag_site(
+            "dataclass", name, default if value is None else value, node if value is not None else None,
+            f"--{name}", line, owner=owner, keyword=name, choices=choices,
+        )  # fmt: skip
+        site.after = None if value is not None else after
+        yield site

@@ -70,6 +70,7 @@ class _Site:
     param: Hyperparameter
     nodes: list[ast.expr | None]
     call: ast.Call | None = None
+    after: tuple[ast.stmt, str] | None = None  # no literal yet: `<parser>.set_defaults(...)` goes after it
 
 
 @dataclass

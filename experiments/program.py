@@ -2,8 +2,10 @@
 worker, the studies, the loop and the report treat a script with no block and no `run()` like a task's.
 
 Each call runs the script once, as a subprocess, in a fresh folder under the run's `trials/` (removed after):
-a copy of the script with the trial's literal values and seed written in (experiments.discovery), the values
-that have a flag on its command line, `RESEARCH_LOOP_SEED` (and `--seed` where it takes one) and
+a mirror of the workspace, the copy of the script's repository (experiments.project), with the script's
+folder as its working folder, so that sibling imports and relative data paths work as they do for
+`python train.py` there; in it a copy of the script with the trial's literal values and seed written in
+(experiments.discovery), the values that have a flag on its command line, `RESEARCH_LOOP_SEED` (and `--seed` where it takes one) and
 `RESEARCH_LOOP_SPLIT` in its environment. Its metric comes back through experiments.channels; per-epoch values
 reach the pruner while it runs. The subprocess is the box (experiments.sandbox): the allow-listed
 environment, its limits, and bubblewrap where it runs, with the trial's folder writable beside the workspace.
@@ -14,8 +16,8 @@ A script that cannot switch to a held-out split reports its own evaluation for b
 `test_` copies of the validation metrics and the marker SAME_SPLIT, so the report can say so.
 
 A script run with arguments of its own (`--command "python train.py --data x"`) gets them on every run,
-before the trial's flags (the command may not set a hyperparameter's flag: registry.from_script): they travel
-with the script as ARGS_FILE in each copy of the workspace, so every worker, on any machine, runs the same
+before the trial's flags (a hyperparameter the command sets is a condition of the run, never searched:
+registry.from_script): they travel with the script as ARGS_FILE in each copy of the workspace, so every worker, on any machine, runs the same
 command. A `--metric-regex` travels the same way, as METRIC_REGEX_FILE.
 """
 
@@ -24,14 +26,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from experiments import channels, discovery, hyperparameters
+from experiments import channels, discovery, hyperparameters, project
 from experiments.sandbox import Box, BoxSpec
 from experiments.script import BLOCK_START, ScriptContractError
 
@@ -41,26 +42,6 @@ TAIL_LINES = 8
 SAME_SPLIT = "validation_as_test"
 ARGS_FILE = "research-loop-args.json"
 METRIC_REGEX_FILE = "research-loop-metric-regex.txt"
-
-
-def parse_command(text: str, cwd: Path) -> tuple[Path, list[str]]:
-    """`python train.py --data x` as the script and its own arguments. Trials run in a folder of their own,
-    so an argument naming an existing file or folder (alone or after `=`) is made absolute."""
-    words = shlex.split(text)
-    at = next((i for i, w in enumerate(words) if w.endswith(".py")), None)
-    if at is None or not all(Path(w).name.startswith("python") for w in words[:at]):
-        raise ValueError(
-            f"--command {text!r}: expected a Python script and its arguments, e.g. "
-            '--command "python train.py --data data.csv"'
-        )
-    return (cwd / words[at]).resolve(), [_absolute(w, cwd) for w in words[at + 1 :]]
-
-
-def _absolute(word: str, cwd: Path) -> str:
-    flag, eq, value = word.partition("=") if word.startswith("-") else ("", "", word)
-    if value and (cwd / value).exists():
-        return f"{flag}{eq}{(cwd / value).resolve()}"
-    return word
 
 
 def write_args(folder: Path, args: tuple[str, ...]) -> None:
@@ -117,13 +98,15 @@ class ProgramScript:
 
     def __init__(self, path: Path, metric: str, box: Box | None = None, threads: int | None = None):
         self.path = path.resolve()
+        self.workspace = project.workspace_of(self.path)
+        self.inside = self.path.relative_to(self.workspace)
         self.metric = metric
         self.box, self.threads = box, threads
         self.source = self.path.read_text()
         self.found = discovered(self.source, str(self.path))
         self.defaults: dict[str, Any] = self.found.defaults
-        self.args = read_args(self.path.parent)
-        self.pattern = read_metric_regex(self.path.parent)
+        self.args = read_args(self.workspace)
+        self.pattern = read_metric_regex(self.workspace)
 
     def run(
         self,
@@ -140,9 +123,9 @@ class ProgramScript:
         `data_fraction` is not passed on: a plain script has no way to train on part of its data, which is why
         its task says so (Task.fractional) and its plan has no explore phase."""
         values = {**self.defaults, **(hparams or {})}
-        root = self.path.parent.parent / TRIALS_DIR
+        root = self.workspace.parent / TRIALS_DIR
         root.mkdir(exist_ok=True)
-        box = self.box or Box(BoxSpec(), self.path.parent)
+        box = self.box or Box(BoxSpec(), self.workspace)
         try:
             with tempfile.TemporaryDirectory(dir=root, prefix="run-") as tmp:
                 metrics = self._run_in(box, Path(tmp), values, trial, seed, holdout, device)
@@ -170,19 +153,19 @@ class ProgramScript:
         params = self.found.by_flag()
         flagged = {k: v for k, v in values.items() if k in params and not params[k].toggle}
         literal = {k: v for k, v in values.items() if k not in flagged}
-        script = folder / self.path.name
+        project.mirror(self.workspace, folder, self.inside)
+        script = folder / self.inside
         script.write_text(discovery.write_values(self.source, literal, seed, self.path.name))
         out, err = folder / "stdout.log", folder / "stderr.log"
         argv = [sys.executable, str(script), *self.args, *self._flags(flagged, seed)]
         memory_mb = box.program_memory_mb(device)
         named = [Path(w.partition("=")[2] or w) for w in self.args if os.path.isabs(w.partition("=")[2] or w)]
-        cmd = box.command(
-            argv, folder, [folder], memory_mb, box.cpu_s, readable=[p for p in named if p.exists()]
-        )
+        readable = [*project.linked(self.workspace), *(p for p in named if p.exists())]
+        cmd = box.command(argv, script.parent, [folder], memory_mb, box.cpu_s, readable=readable)
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(
                 cmd,
-                cwd=folder,
+                cwd=script.parent,
                 stdout=stdout,
                 stderr=stderr,
                 env=box.env(self._env(folder, seed, holdout, device)),
@@ -198,11 +181,14 @@ class ProgramScript:
                 proc.wait()
         text = out.read_text(errors="replace")
         if proc.returncode:
-            lines = _tail(err.read_text(errors="replace")) or _tail(text)
+            stderr_text = err.read_text(errors="replace")
+            lines = _tail(stderr_text) or _tail(text)
             exceeded = memory_mb and any(word in lines for word in ("MemoryError", "can't allocate memory"))
             limit = f"memory limit {box.memory_limit_mb} MB exceeded: " if exceeded else ""
+            hint = project.explain(stderr_text, self.path.name)
             raise ProgramError(
-                f"{limit}{self.path.name} exited with status {proc.returncode}; its last lines:\n{lines}"
+                (f"{hint}\n" if hint else "")
+                + f"{limit}{self.path.name} exited with status {proc.returncode}; its last lines:\n{lines}"
             )
         reading = channels.read(folder, text, self.metric, self.pattern)
         if reading is None:

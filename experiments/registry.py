@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from experiments import entry
+from experiments import command, entry, project, space
 from experiments.channels import metric_pattern
-from experiments.hyperparameters import Discovery, Hyperparameter
+from experiments.hyperparameters import Discovery
 from experiments.program import discovered, is_program
 from experiments.records import Direction, Metric, SearchParam
 from experiments.script_facts import metric_name
@@ -51,6 +51,8 @@ class Task(BaseModel):
     metric_regex: str | None = Field(
         default=None, description="--metric-regex: how a plain script's output gives its metric, when given"
     )
+    fixed: dict[str, Any] = Field(default_factory=dict, description="what --command sets: never searched")
+    project: Path | None = Field(default=None, description="the repository whose copy trials run in")
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -60,6 +62,11 @@ class Task(BaseModel):
         Read afresh each time (a parse of one small file), so a copied or re-pointed task can never answer with
         another script's values."""
         return entry.defaults(self.script.read_text(), str(self.script))
+
+    @property
+    def entry(self) -> str:
+        """Where the script lies in a run's workspace: in the copy of its project, else alone."""
+        return self.script.relative_to(self.project).as_posix() if self.project else self.script.name
 
     @property
     def files(self) -> list[Path]:
@@ -302,15 +309,7 @@ def from_script(
             raise ScriptContractError(f"--metric-regex reads a plain script's output; {path.name} has run()")
         metric_pattern(metric_regex)
     if is_program(source):
-        found = discovered(source, str(path))
-        task = _from_program(path, found, metric)
-        searched = _searched_in(found, args)
-        if searched:
-            raise ScriptContractError(
-                f"--command sets {', '.join(searched)}: {path.name} exposes it as a hyperparameter to search; change "
-                "its default in the script or leave it to the search; --command is for the rest (data paths, ...)"
-            )
-        return task.model_copy(update={"script_args": tuple(args), "metric_regex": metric_regex})
+        return _from_program(path, discovered(source, str(path)), metric, tuple(args), metric_regex)
     if args:
         raise ScriptContractError(
             f"{path.name} has a hyperparameter block, so its trials call run() and take no command-line "
@@ -326,18 +325,17 @@ def from_script(
         model="as defined by the script",
         family="user",
         metric=metric or _ACCURACY,
-        search_space=[p for p in map(_space_around, defaults.items()) if p is not None],
+        search_space=[p for p in map(space.around, defaults.items()) if p is not None],
+        project=project.root(path),
     )
 
 
-def _searched_in(found: Discovery, args: tuple[str, ...]) -> list[str]:
-    """The hyperparameters' flags that a command's own arguments set: each run would pass them twice."""
-    flags = {f: h.flag for h in found.hyperparameters for f in (h.flag, h.negative) if f}
-    return sorted({flags[a.partition("=")[0]] for a in args if a.partition("=")[0] in flags})  # type: ignore[misc]
-
-
-def _from_program(path: Path, found: Discovery, metric: Metric | None) -> Task:
-    """A plain script as a task: run as a program (experiments.program), judged by the metric it reports."""
+def _from_program(
+    path: Path, found: Discovery, metric: Metric | None, args: tuple[str, ...], regex: str | None
+) -> Task:
+    """A plain script as a task: run as a program (experiments.program) with `args`, judged by the metric it
+    reports; what `args` set is held fixed (experiments.command), not searched."""
+    fixed = command.fixed(found, args)
     return Task(
         name=f"script:{path.name}",
         description=f"plain script {path}, run as a program ({len(found.hyperparameters)} hyperparameters found)",
@@ -346,9 +344,15 @@ def _from_program(path: Path, found: Discovery, metric: Metric | None) -> Task:
         model="model the script builds",
         family=found.family,
         metric=metric or reported_metric(found.reported),
-        search_space=[p for p in map(_space_of, found.hyperparameters) if p is not None],
+        search_space=[
+            p for p in map(space.found, found.hyperparameters) if p is not None and p.name not in fixed
+        ],
         curated=False,
         fractional=False,
+        script_args=args,
+        metric_regex=regex,
+        fixed=fixed,
+        project=project.root(path),
     )
 
 
@@ -369,26 +373,3 @@ def reported_metric(names: list[str]) -> Metric:
     """The metric a plain script is judged by: the first of METRIC_DIRECTIONS it reports, else accuracy."""
     name = next((m for m in METRIC_DIRECTIONS if m in names), None)
     return Metric(name=name, direction=METRIC_DIRECTIONS[name]) if name else _ACCURACY
-
-
-def _space_of(param: Hyperparameter) -> SearchParam | None:
-    """A found hyperparameter's range: its argparse / click choices, else one around its default."""
-    if param.choices:
-        return _cat(param.name, *param.choices)
-    return _space_around((param.name, param.default))
-
-
-def _space_around(item: tuple[str, Any]) -> SearchParam | None:
-    """A default search range for a user's hyperparameter, from its name and default value."""
-    name, value = item
-    if isinstance(value, bool):
-        return _cat(name, False, True)
-    if name == "weight_decay":
-        return _float(name, 1e-6, 1e-2, log=True)
-    if isinstance(value, float) and value > 0 and ("rate" in name or name == "lr"):
-        return _float(name, value / 30, value * 30, log=True)
-    if isinstance(value, float) and 0 <= value < 1:
-        return _float(name, 0.0, min(0.9, max(0.5, value * 2)))
-    if isinstance(value, int) and value > 0:
-        return _int(name, max(1, value // 2), value * 2)
-    return None

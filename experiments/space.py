@@ -15,6 +15,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from experiments.hyperparameters import Hyperparameter
 from experiments.records import SearchParam
 
 GRID_POINTS = 4
@@ -72,3 +73,44 @@ def grid(space: list[SearchParam], limit: int, seed: int) -> list[dict[str, Any]
     ]
     random.Random(seed).shuffle(combos)
     return combos[:limit]
+
+
+# the words of a hyperparameter that sizes an evaluation split (`max_eval_samples`, `validation_split_percentage`,
+# `test_size`): changing it changes what is measured, not the model, so it is never searched by default
+_SPLIT_WORDS = frozenset({"eval", "val", "valid", "validation", "test", "dev", "holdout"})
+_SIZE_WORDS = frozenset(
+    {"size", "samples", "examples", "split", "fraction", "percentage", "percent", "ratio"}
+)
+
+
+def sizes_evaluation(name: str) -> bool:
+    words = set(name.lower().split("_"))
+    return bool(words & _SPLIT_WORDS and words & _SIZE_WORDS)
+
+
+def found(param: Hyperparameter) -> SearchParam | None:
+    """A found hyperparameter's range: its argparse / click choices, else one around its default; none for
+    one that sizes an evaluation split."""
+    if sizes_evaluation(param.name):
+        return None
+    if param.choices:
+        return SearchParam(name=param.name, kind="categorical", choices=list(param.choices))
+    return around((param.name, param.default))
+
+
+def around(item: tuple[str, Any]) -> SearchParam | None:
+    """A default search range for a user's hyperparameter, from its name and default value."""
+    name, value = item
+    if isinstance(value, bool):
+        return SearchParam(name=name, kind="categorical", choices=[False, True])
+    if name == "weight_decay":
+        return SearchParam(name=name, kind="float", low=1e-6, high=1e-2, log=True)
+    if isinstance(value, float) and value > 0 and ("rate" in name or name == "lr"):
+        return SearchParam(name=name, kind="float", low=value / 30, high=value * 30, log=True)
+    if isinstance(value, float) and 0 <= value < 1:
+        return SearchParam(name=name, kind="float", low=0.0, high=min(0.9, max(0.5, value * 2)))
+    if isinstance(value, float) and value >= 1:  # TrainingArguments' num_train_epochs=3.0, a gradient norm
+        return SearchParam(name=name, kind="float", low=value / 2, high=value * 2)
+    if isinstance(value, int) and value > 0:
+        return SearchParam(name=name, kind="int", low=max(1, value // 2), high=value * 2)
+    return None

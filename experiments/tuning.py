@@ -14,7 +14,7 @@ from typing import Any, Literal
 import optuna
 from pydantic import BaseModel, Field
 
-from experiments import program, stats
+from experiments import program, project, stats
 from experiments import storage as storages
 from experiments.records import Compression, Cost, SearchParam, StudyResult, TrialRecord
 from experiments.registry import Task
@@ -53,13 +53,17 @@ ProgressFn = Callable[[str, Progress], None]
 
 
 def prepare_workspaces(folder: Path, task: Task) -> tuple[Path, Path]:
-    """Copy the task's script into the run: `baseline/` stays as it was, `workspace/` is what patches edit."""
+    """Copy the task's script into the run, a user's with its repository (experiments.project): `baseline/`
+    stays as it was, `workspace/` is what patches edit."""
     out = []
     for name in (BASELINE_DIR, WORKSPACE_DIR):
         target = folder / name
         target.mkdir(exist_ok=True)
-        if not (target / task.script.name).exists():
-            shutil.copy2(task.script, target / task.script.name)
+        if not (target / task.entry).exists():
+            if task.project is not None:
+                project.copy(task.script, target, task.project)
+            else:
+                shutil.copy2(task.script, target / task.script.name)
             if task.script_args:
                 program.write_args(target, task.script_args)
             if task.metric_regex:
@@ -79,7 +83,7 @@ def _spec(
 ) -> StudySpec:
     return StudySpec(
         name=name,
-        script=task.script.name,
+        script=task.entry,
         metric=task.metric,
         search_space=space,
         sampler=sampler,

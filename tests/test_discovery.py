@@ -9,6 +9,7 @@ import pytest
 
 from experiments import registry
 from experiments.discovery import DiscoveryError, discover, write_values
+from experiments.flags import trainer_fields
 from experiments.script import ScriptContractError
 
 ARGPARSE = """import argparse
@@ -176,9 +177,27 @@ def test_hf_argument_parser_dataclass_fields_are_flags():
     assert found(HF_PARSER) == {
         "model_name": ("dataclass", "bert-base-uncased", "--model_name"),
         "dropout": ("dataclass", 0.1, "--dropout"),
+        # the TrainingArguments fields that tune training, at Transformers' own defaults
+        **{k: ("dataclass", v, f"--{k}") for k, (v, _) in trainer_fields().items() if k != "seed"},
     }
     assert d.hyperparameters[1].where == "--dropout (HfArgumentParser field ModelArguments.dropout, line 9)"
     assert d.seed_flag == "--seed"
+    with pytest.raises(DiscoveryError, match="the HfArgumentParser has no name"):
+        write_values(HF_PARSER, {"learning_rate": 1e-4})
+
+
+def test_a_training_arguments_default_is_written_as_the_parser_s_own_and_read_back():
+    source = HF_PARSER.replace(
+        "model_args, training_args = HfArgumentParser((ModelArguments, TrainingArguments))",
+        "parser = HfArgumentParser((ModelArguments, TrainingArguments))\nmodel_args, training_args = parser",
+    )
+    written = write_values(source, {"learning_rate": 1e-4, "num_train_epochs": 2.0})
+    assert (
+        "parser = HfArgumentParser((ModelArguments, TrainingArguments))\n"
+        "parser.set_defaults(learning_rate=0.0001, num_train_epochs=2.0)\n"
+    ) in written
+    assert discover(written).defaults["learning_rate"] == 1e-4
+    assert write_values(written, {"learning_rate": 3e-4}) == written.replace("0.0001", "0.0003")
 
 
 def test_literal_keyword_arguments_of_known_calls_and_their_seeds():

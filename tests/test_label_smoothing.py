@@ -158,3 +158,49 @@ def test_the_coder_preflights_the_patch_and_fails_one_whose_loss_does_not_take_t
     assert "unexpected keyword argument 'label_smoothing'" in bad.checks[-1].detail
     refused = propose(tmp_path / "refused", USER_SCRIPT, SMOOTH.model_copy(update={"value": 1.5}), SPACE)
     assert [(c.name, c.passed) for c in refused.checks] == [("edits", False)]
+
+
+PLAIN = """import argparse
+
+import torch
+from torch import nn
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.5)
+parser.add_argument("--epochs", type=int, default=20)
+args = parser.parse_args()
+torch.manual_seed(0)
+x = torch.randn(300, 4)
+y = (x[:, 0] > 0).long()
+model = nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+loss_fn = nn.CrossEntropyLoss()
+for _ in range(args.epochs):
+    loss = loss_fn(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+print(f"loss={loss.item():.6f}")
+"""
+
+
+def test_add_label_smoothing_on_a_plain_script_adds_a_flag_the_study_searches(tmp_path):
+    from agent.config import Settings
+    from agent.plan import planner
+    from experiments.program import ProgramScript
+
+    script = tmp_path / "project" / "train.py"
+    script.parent.mkdir()
+    script.write_text(PLAIN)
+    task = registry.register(registry.from_script(script))
+    plan = planner.make_plan("Add label smoothing to my model", Settings(), task.name)
+    assert [c.kind for c in plan.code_changes] == ["add_label_smoothing"]
+    assert "label_smoothing" in [p.name for p in plan.search_space]
+    patch = coder.propose_patch(plan, task, tmp_path / "run", Settings(device="cpu"))
+    assert patch.checks_passed, patch.checks  # the contract check: every searched name is the script's own
+    patched = (tmp_path / "run" / "workspace" / "train.py").read_text()
+    assert 'parser.add_argument("--label_smoothing", type=float, default=0.0)\n' in patched
+    assert "loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)" in patched
+    trials = ProgramScript(tmp_path / "run" / "workspace" / "train.py", "loss")
+    plain, smoothed = trials.run({"label_smoothing": 0.0}), trials.run({"label_smoothing": 0.3})
+    assert smoothed["loss"] > plain["loss"]  # the searched value reaches the training loss

@@ -24,7 +24,6 @@ from experiments.program import (
     write_metric_regex,
 )
 from experiments.records import Metric
-from experiments.script import ScriptContractError
 from experiments.training import TrialPruned
 from experiments.worker import TrialTimeout, time_limit
 
@@ -312,36 +311,40 @@ print(f"accuracy={len(rows) * args.lr}")
 """
 
 
-def test_a_command_s_own_arguments_reach_every_run_and_a_data_path_is_made_absolute(tmp_path):
-    from experiments.program import parse_command, write_args
+def test_a_command_s_own_arguments_reach_every_run_and_a_flag_it_sets_is_held_fixed(tmp_path):
+    from experiments.command import parse
+    from experiments.program import write_args
     from experiments.registry import from_script
 
     (tmp_path / "data.txt").write_text("a b c d")
     (tmp_path / "train.py").write_text(ARGUMENTS)
-    script, args = parse_command("python3 train.py --data data.txt", tmp_path)
-    assert (script, args) == (tmp_path / "train.py", ["--data", str(tmp_path / "data.txt")])
+    (tmp_path / "elsewhere").mkdir()
+    script, args = parse("python3 train.py --data data.txt", tmp_path)
+    assert (script, args) == (tmp_path / "train.py", ["--data", "data.txt"])  # inside the project: as typed
+    _, args = parse("python3 ../train.py --data=../data.txt", tmp_path / "elsewhere")
+    assert args == ["--data=data.txt"]  # relative to the script's folder, where its trials run
     assert from_script(script, args=tuple(args)).script_args == tuple(args)
     copy = plain(tmp_path, ARGUMENTS)
-    write_args(copy.path.parent, tuple(args))
+    write_args(copy.path.parent, (f"--data={tmp_path / 'data.txt'}",))
     run = ProgramScript(copy.path, "accuracy")
     assert run.run() == {"accuracy": pytest.approx(4 * 0.1)}
     assert run.run({"lr": 0.25}) == {"accuracy": pytest.approx(4 * 0.25)}
-    # a hyperparameter set in the command would be passed twice, the search's value silently lost or not
-    with pytest.raises(ScriptContractError, match="--command sets --lr: train.py exposes it"):
-        from_script(script, args=("--data", "data.txt", "--lr=0.5"))
+    # a hyperparameter the command sets is a condition: held fixed, out of the search, either flag style
+    for given in (("--lr", "0.5"), ("--lr=0.5",)):
+        task = from_script(script, args=("--data", "data.txt", *given))
+        assert task.fixed == {"lr": 0.5}  # --data is required: an argument, not a hyperparameter
+        assert "lr" not in [p.name for p in task.search_space]
 
 
 def test_a_command_must_run_a_python_script(tmp_path):
-    from experiments.program import parse_command
+    from experiments.command import parse as parse_command
 
     for text in ("bash train.sh", "python -c 'print(1)'", "torchrun --nproc 2 x"):
         with pytest.raises(ValueError, match="expected a Python script"):
             parse_command(text, tmp_path)
 
 
-def test_run_refuses_a_command_that_sets_a_searched_flag_and_a_metric_of_unknown_direction(
-    tmp_path, monkeypatch
-):
+def test_run_refuses_a_metric_of_unknown_direction_and_a_command_with_a_script(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from agent.cli import app
@@ -350,10 +353,6 @@ def test_run_refuses_a_command_that_sets_a_searched_flag_and_a_metric_of_unknown
     (tmp_path / "data.txt").write_text("a b")
     (tmp_path / "train.py").write_text(ARGUMENTS)
     runner = CliRunner()
-    out = runner.invoke(
-        app, ["run", "Tune the learning rate", "--command", "python train.py --data data.txt --lr 1"]
-    )
-    assert out.exit_code == 2 and "--command sets --lr" in out.output
     out = runner.invoke(
         app, ["run", "Tune the learning rate", "--command", "python train.py --data x", "--metric", "bleu"]
     )

@@ -19,9 +19,10 @@ from agent.plan import planner
 from agent.plan.llm import errors_of
 from agent.plan.structured import schema_json
 from agent.schemas import RunInfo
+from experiments import command as command_line
 from experiments import registry, sandbox
 from experiments import storage as storages
-from experiments.program import discovered, is_program, parse_command
+from experiments.program import discovered, is_program
 from experiments.sandbox import BoxSpec
 from experiments.script import ScriptContractError
 from experiments.training import describe_device
@@ -184,6 +185,13 @@ def show_found(task: registry.Task) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if task.fixed:
+        console.print(
+            "set by the command, so held fixed for every arm and seed (never searched, never written back): "
+            + ", ".join(command_line.describe(task.fixed)),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def check_storage(url: str | None) -> None:
@@ -225,7 +233,8 @@ def run(
         str | None,
         typer.Option(
             help='your plain script with arguments of its own, e.g. "python train.py --data data.csv": '
-            "given on every run, before the trial's flags (instead of --script)"
+            "given on every run, before the trial's flags (instead of --script); a flag it sets is held fixed "
+            "for every arm and seed, never searched"
         ),
     ] = None,
     metric: Annotated[
@@ -306,7 +315,7 @@ def run(
         if script is not None:
             fail("--command names the script itself: give --command or --script, not both")
         try:
-            script, args = parse_command(command, Path.cwd())
+            script, args = command_line.parse(command, Path.cwd())
         except ValueError as exc:
             fail(str(exc))
     if (metric is not None or metric_regex is not None) and script is None:

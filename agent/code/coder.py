@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent import runs
 from agent.code.checks import PREFLIGHT_TIMEOUT_S, Preflight, Subject, UnsafePath, run_checks, safe_path
 from agent.code.diffs import apply_file_edits, sha256, to_file_edits, unified_diff
+from agent.code.edits import plain
 from agent.code.edits.activation import change_activation
 from agent.code.edits.base import expose_constant, set_default, write_defaults
 from agent.code.edits.model import add_dropout, add_label_smoothing, change_optimizer, change_schedule
@@ -121,20 +122,29 @@ EDITS: dict[str, Callable[[str, CodeChangeIntent, EditSite], str]] = {
 }
 
 
+# The edits a plain script (run as a program) takes on its syntax tree, its new value exposed the way it
+# takes its others (agent.code.edits.plain).
+PLAIN_EDITS: dict[str, Callable[[str, CodeChangeIntent, EditSite], str]] = {
+    "add_label_smoothing": lambda text, c, at: plain.add_label_smoothing(text, c.target, c.value, at.where),
+}
+
+
 def apply_intents(
     text: str, changes: list[CodeChangeIntent], where: str = "script", direction: Direction = "maximize"
 ) -> str:
     """The script with each structured change applied in order (EditError names the one that cannot be made).
-    A plain script, run as a program, takes none: code changes work on the contract's block and run()."""
-    if changes and is_program(text):
+    A plain script, run as a program, takes those of PLAIN_EDITS; the rest need the contract's block."""
+    edits = PLAIN_EDITS if is_program(text) else EDITS
+    refused = next((c for c in changes if c.kind not in edits), None)
+    if refused is not None:
         raise EditError(
-            f"{where} is a plain script (no hyperparameter block), so {describe(changes[0])} cannot be made: "
-            f"code changes need the contract's block and run() (README: Your own training script); the "
-            f"hyperparameters it has can be tuned as they are"
+            f"{where} is a plain script (no hyperparameter block), so {describe(refused)} cannot be made: "
+            f"of the structured changes a plain script takes {', '.join(PLAIN_EDITS)}; the others need the "
+            f"contract's block and run() (README: Your own training script), or a free-form change"
         )
     at = EditSite(where, direction)
     for change in changes:
-        text = EDITS[change.kind](text, change, at)
+        text = edits[change.kind](text, change, at)
     return text
 
 
@@ -193,7 +203,7 @@ def propose_patch(
     offline setting fails the `edits` check with the reason); `waiting` hears how long its answer takes.
     Raises PatchError only when nothing can be written at all (an unsafe workspace path, an unreachable LLM).
     """
-    name = task.script.name
+    name = task.entry
     original = task.script.read_text()
     try:
         script = safe_path(run_folder / WORKSPACE, name)
@@ -211,7 +221,7 @@ def propose_patch(
 
     def check(patch: CodePatch) -> CodePatch:
         script.write_text(patch.files.get(name, original))
-        subject = Subject(patch, {name: original}, script.parent, search, settings.trust_edits)
+        subject = Subject(patch, {name: original}, run_folder / WORKSPACE, search, settings.trust_edits)
         return patch.model_copy(update={"checks": run_checks(subject, script, how)})
 
     job = _Job(

@@ -5,11 +5,12 @@ and the reasons the rounds stop before the last.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Settings
 from agent.results import RoundResult
 from agent.schemas import Budget, ExperimentPlan, Phase
+from experiments import command
 
 if TYPE_CHECKING:
     from agent.loop.drive import Loop, LoopOptions
@@ -66,6 +67,37 @@ def restate(text: str, old: Budget, new: Budget) -> str:
         if before != after:
             text = re.sub(rf"\b{before} {noun}s?\b", f"{after} {noun}{'s' if after != 1 else ''}", text)
     return text
+
+
+def hold_fixed(plan: ExperimentPlan, fixed: dict[str, Any]) -> ExperimentPlan:
+    """What the command sets (`--epochs 2`) as conditions of every arm, seed and the defaults reference: out
+    of every search and arm, listed in the plan's notes, and never a change `approve` writes (a condition
+    never differs from the reference, agent.analyse.evidence)."""
+    if not fixed:
+        return plan
+    arms = [
+        a.model_copy(
+            update={
+                "fixed": {k: v for k, v in a.fixed.items() if k not in fixed},
+                "search": [p for p in a.search if p.name not in fixed],
+            }
+        )
+        for a in plan.arms
+    ]
+    return plan.model_copy(
+        update={
+            "conditions": {**plan.conditions, **fixed},
+            "search_space": [p for p in plan.search_space if p.name not in fixed],
+            "arms": arms,
+            "notes": [
+                *plan.notes,
+                *(
+                    f"{n}, set by the command: held fixed for every arm and seed"
+                    for n in command.describe(fixed)
+                ),
+            ],
+        }
+    )
 
 
 def rescale(phases: list[Phase], trials: int) -> list[Phase]:

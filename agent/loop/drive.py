@@ -22,7 +22,7 @@ from agent.analyse import ablation, evidence
 from agent.code import coder
 from agent.config import Settings
 from agent.loop.arms import finalists, study_name
-from agent.loop.budget import _stop_reason, apply_overrides
+from agent.loop.budget import _stop_reason, apply_overrides, hold_fixed
 from agent.loop.conclude import baseline_summary, conclude
 from agent.loop.rounds import initial_states, match, revise_arms, run_round
 from agent.loop.sequential import more_seeds
@@ -153,6 +153,8 @@ class Loop:
         except planner.PlanError as exc:
             raise LoopError(f"planning failed: {exc}") from None
         plan = apply_overrides(plan, self.options, self.settings)
+        if self.options.script is not None:
+            plan = hold_fixed(plan, self.script_task().fixed)
         planner.write_plan(self.folder, plan)
         return plan
 
@@ -224,7 +226,7 @@ class Loop:
 
     def reference(self, plan: ExperimentPlan, task: Task) -> dict[str, Any]:
         """The patched script's defaults under the plan's conditions: what a change is measured against."""
-        script = self.folder / "workspace" / task.script.name
+        script = self.folder / "workspace" / task.entry
         return {**entry.defaults(script.read_text(), str(script)), **plan.conditions}
 
     def ablation(self, plan: ExperimentPlan, task: Task, result: RunResult) -> Ablation | None:

@@ -221,7 +221,10 @@ def approve(
     if branch is not None:
         _can_commit(root, branch)
     apply = ["apply", "--whitespace=nowarn"]
-    apply += [f"--directory={rel.parent.as_posix()}"] if rel.parent != Path(".") else []
+    # the diff names the script as the workspace does: inside its repository's copy, or alone
+    inside = rel.as_posix()
+    base = inside.removesuffix(f"/{record.script}") if inside.endswith(f"/{record.script}") else ""
+    apply += [f"--directory={base}"] if base and inside != record.script else []
     check = _git([*apply, "--check", "-"], root, final.diff)
     if check.returncode:
         raise Refused(f"git apply refuses the patch: {_first_line(check)}")

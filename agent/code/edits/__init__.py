@@ -4,7 +4,8 @@
 - `model`: architecture edits (width, depth, dropout layers)
 - `training`: training-loop edits (weight decay, early stopping, label smoothing, limits)
 - `activation`: activation-function swaps
+- `plain`: the edits a plain script takes, each new value exposed as a flag or a constant like its others
 - `sites`: the places several edits attach to (layer lists and attributes, the optimizer, the epoch loop)
 """
 
-__all__ = ["activation", "base", "model", "sites", "training"]
+__all__ = ["activation", "base", "model", "plain", "sites", "training"]
