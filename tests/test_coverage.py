@@ -12,6 +12,7 @@ from llm_answers import plan_answer
 from agent.config import Settings
 from agent.plan import coverage, planner
 from agent.schemas import ExperimentPlan
+from experiments import registry
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")
 
@@ -195,3 +196,18 @@ def test_a_model_that_drops_a_part_has_it_listed_and_carries_the_new_fields():
     assert plan.margin is None  # the model dropped the margin: the check lists it
     assert "not honoured: 'within 1 point'" in [n.condition for n in plan.not_done]
     assert coverage.tally(plan).caught >= 1 and coverage.dropped(plan) == 0
+
+
+def test_a_hyperparameter_named_as_the_script_spells_it_is_searched_not_dropped(tmp_path, monkeypatch):
+    script = tmp_path / "gamma_script.py"
+    script.write_text(
+        "# --- hyperparameters ---\nlearning_rate = 0.01\nweight_decay = 0.0\ndropout = 0.1\nbatch_size = 32\n"
+        "epochs = 3\nhidden_size = 64\ngamma = 0.9\n# --- end hyperparameters ---\n\n\n"
+        "def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, device='auto'):\n"
+        "    return {'accuracy': 0.5}\n"
+    )
+    task = registry.from_script(script)
+    monkeypatch.setitem(registry.TASKS, task.name, task)
+    plan = planner.make_plan("Tune gamma for my model", Settings(), task=task.name)
+    assert "gamma" in [p.name for p in plan.search_space]
+    assert [(c.text, c.honoured_by) for c in plan.coverage] == [("gamma", "search_space[gamma]")]
