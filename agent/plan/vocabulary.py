@@ -74,7 +74,13 @@ def _dataset(values: dict[str, str]) -> Honour:
 
 
 def _task(tasks: frozenset[str]) -> Honour:
-    return lambda plan: "task" if plan.task in tasks else ""
+    """A task's words: honoured by a plan on that task, or on the person's own script, which they chose."""
+
+    def honours(plan: ExperimentPlan) -> str:
+        spec = registry.TASKS.get(plan.task)
+        return "task" if plan.task in tasks or spec is None or spec.family == "user" else ""
+
+    return honours
 
 
 def _when(check: Callable[[ExperimentPlan], bool], field: str) -> Honour:

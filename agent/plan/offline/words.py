@@ -331,10 +331,8 @@ HEAD_TO_HEAD_TERMS: tuple[str, ...] = (
     "beats",
 )
 # Words that ask for a setting moved one way from the script's current value ("a lower learning rate").
-DIRECTION_TERMS: dict[str, tuple[str, ...]] = {
-    "lower": ("lower", "less", "fewer"),
-    "higher": ("higher", "more"),
-}
+# "more trees" stays a tuning of the trees (PARAM_TERMS), as before.
+DIRECTION_TERMS: dict[str, tuple[str, ...]] = {"lower": ("lower",), "higher": ("higher",)}
 
 # Words that carry no condition of their own: a clause made only of these and unknown words is "not
 # understood", one made only of these is the question's form (agent/plan/coverage.py).
