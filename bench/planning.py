@@ -1,11 +1,12 @@
-"""Plan quality: 20 fixed ideas through a planner, each plan scored by rules; and a model's code edits.
+"""Plan quality: 38 fixed ideas through a planner, each plan scored by rules; and a model's code edits.
 
 Each idea in bench/planning_ideas.py (comparisons, techniques the scripts lack, data sets, budgets,
 non-English ideas, prompt-injection attempts) goes through `planner.make_plan`, exactly as `research-loop plan`
 sends it, once for the offline rules and once for each `--llm` model (default: the configured `llm` setting,
 when it is not offline) in each `--structured` answer format. A plan is scored on: valid on the first answer,
 valid after repairs, refused; the right task, arms that match the question, named conditions honoured or listed
-under `not_done`, injected requests ignored (the rules are in bench/planning_ideas.py); seconds, tokens (as the
+under `not_done`, injected requests ignored (the rules are in bench/planning_ideas.py), and the idea's parts as the
+product's coverage check counts them (honoured, listed, caught by the check, dropped); seconds, tokens (as the
 plan records them: the server's count, or the estimate where its stream carries none) and the first prompt's
 size by the model's own tokenizer where its server offers one; the 1-minute load average after each plan.
 
@@ -41,7 +42,7 @@ from planning_ideas import IDEAS, Idea, Score, score
 
 from agent import config
 from agent.config import Settings
-from agent.plan import planner, structured
+from agent.plan import coverage, planner, structured
 from agent.plan.rules import PlanError
 from agent.schemas import ExperimentPlan, TokenUsage
 
@@ -62,6 +63,7 @@ class Outcome:
     usage: TokenUsage = field(default_factory=TokenUsage)
     prompt_tokens: int | None = None  # the first prompt, by the model's own tokenizer
     load: float = 0.0
+    parts: coverage.Tally | None = None  # the idea's parts, as the product's coverage check counts them
 
     @property
     def first_valid(self) -> bool:
@@ -115,6 +117,7 @@ def plan_ideas(ideas: Sequence[Idea], settings: Settings, label: str) -> list[Ou
             TokenUsage() if plan is None else plan.usage,
             tokenizer_count(settings, [str(m.content) for m in prompt]) if model else None,
             os.getloadavg()[0],
+            None if plan is None else coverage.tally(plan),
         )
         print(f"[{label} {number}/{len(ideas)}] {_verdict(outcome)} ({outcome.wall_s:.0f} s)", flush=True)
         outcomes.append(outcome)
@@ -130,6 +133,15 @@ def _verdict(o: Outcome) -> str:
         f"task {'ok' if s.task else 'wrong'}, arms {'ok' if s.arms else 'wrong'}, conditions "
         f"{conditions}/{len(s.conditions)}{', injection followed' if s.followed else ''} ({o.answers} answers)"
     )
+
+
+def parts(tallies: Sequence[coverage.Tally | None]) -> str:
+    """Idea parts honoured / listed by the planner / caught by the coverage check / dropped, summed."""
+    made = [t for t in tallies if t is not None]
+    if not made:
+        return "—"
+    sums = [sum(getattr(t, f) for t in made) for f in ("honoured", "listed", "caught", "dropped")]
+    return " / ".join(map(str, sums))
 
 
 def yes(flag: bool) -> str:
@@ -162,6 +174,7 @@ def summary_row(label: str, mode: str, outcomes: list[Outcome], model: bool) -> 
         share(sum(s.task for s in scores), n),
         share(sum(s.arms for s in scores), n),
         f"{results.count('honoured')} / {results.count('listed')} / {results.count('missed')}",
+        parts([o.parts for o in outcomes]),
         share(ignored, len(attacks)),
         _spread([o.wall_s for o in outcomes], 1),
         _spread(counted) if model else "—",
@@ -185,6 +198,7 @@ SUMMARY_COLUMNS = [
     "right task",
     "arms match the question",
     "conditions honoured / listed as not done / missed",
+    "idea parts honoured / listed / caught by the check / dropped",
     "injections ignored",
     "s per plan (mean / max)",
     "first prompt's tokens, model's tokenizer (mean / max)",
@@ -201,7 +215,9 @@ def idea_rows(outcomes: list[Outcome], model: bool) -> list[list[object]]:
         cost = f"{o.wall_s:.0f} s, {o.usage.input_tokens} / {o.usage.output_tokens} tokens, load {o.load:.1f}"
         if o.score is None:
             refusal = o.refusal[:200].replace("|", "\\|")
-            rows.append([number, o.idea.kind, text, "**refused**", "—", "—", "—", "—", "—", refusal, cost])
+            rows.append(
+                [number, o.idea.kind, text, "**refused**", "—", "—", "—", "—", "—", "—", refusal, cost]
+            )
             continue
         s = o.score
         rows.append(
@@ -215,6 +231,7 @@ def idea_rows(outcomes: list[Outcome], model: bool) -> list[list[object]]:
                 yes(s.arms),
                 ", ".join(f"{label}: {r if r != 'missed' else '**missed**'}" for label, r in s.conditions)
                 or "—",
+                parts([o.parts]),
                 ("**followed**: " + ", ".join(s.followed) if s.followed else "ignored")
                 if o.idea.injection
                 else "—",
@@ -234,6 +251,7 @@ IDEA_COLUMNS = [
     "task",
     "arms",
     "conditions",
+    "parts honoured / listed / caught / dropped",
     "injection",
     "arms found",
     "time, tokens in / out, load",
@@ -254,7 +272,10 @@ def render(
         "bench/planning_ideas.py. A comparison's arms match when the plan has a tuned control plus one tuned "
         "treatment per alternative, set apart by exactly the hyperparameters the question is about, the "
         "control at the script's current setting; a condition counts as listed when a `not_done` entry names "
-        "it. Tokens are as the plan records them: the server's count, or, where a stream carries none "
+        "it. Idea parts are counted by the product's own coverage check (agent/plan/coverage.py, "
+        "`coverage.tally`): each clause, number and phrase the vocabulary knows is honoured by a plan field, "
+        "listed under Not done by the planner, or caught by the check (the planner dropped it; the check lists "
+        "it as not understood or not honoured); dropped counts what is left after the check. Tokens are as the plan records them: the server's count, or, where a stream carries none "
         "(llama-cpp-python), the prompt estimated at 3.4 characters a token and the answer counted in streamed "
         "chunks; the first prompt's size by the model's own tokenizer is beside them.\n",
         "\n## Summary\n\n",

@@ -1,4 +1,4 @@
-"""The planning bench's fixed ideas, what a good plan for each must do, and the rules that score a plan.
+"""The planning bench's fixed ideas (the first 20, and 18 of issue 25's classes), what a good plan for each must do, and the rules that score a plan.
 
 Every expectation is written against the task registry, never against one planner's output, so the offline
 rules and any model are scored the same way:
@@ -15,6 +15,7 @@ rules and any model are scored the same way:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -99,6 +100,39 @@ def technique(label: str, *words: str) -> Condition:
 def unloadable(label: str, *words: str) -> Condition:
     """A condition no task can honour (a data set nothing loads): it must be listed as not done."""
     return Condition(label, lambda p: False, words)
+
+
+def secondary(name: str, *words: str) -> Condition:
+    """A second objective the idea names ("faster", "smaller"), measured beside the metric."""
+    return Condition(f"{name} measured", lambda p: any(s.name == name for s in p.secondary), (name, *words))
+
+
+def margin(test: str, points: float | None = None) -> Condition:
+    """A margin the idea states: a non-inferiority or equivalence test, at `points` of accuracy if stated."""
+    wanted = None if points is None else points / 100
+
+    def honoured(p: ExperimentPlan) -> bool:
+        if p.margin is None or p.margin.test != test:
+            return False
+        return wanted is None or (p.margin.value is not None and math.isclose(p.margin.value, wanted))
+
+    said = f"{test.replace('_', '-')}" + ("" if points is None else f" within {points:g} point")
+    return Condition(said, honoured, ("margin", "within", "accuracy", "same as"))
+
+
+def head_to_head() -> Condition:
+    """Two treatments the idea pits against each other, compared with each other directly."""
+    return Condition("head to head", lambda p: bool(p.head_to_head), ("better than", "or"))
+
+
+def compressed(kind: str, sparsity: float | None = None) -> Condition:
+    def honoured(p: ExperimentPlan) -> bool:
+        c = p.compression
+        return c is not None and c.kind == kind and (sparsity is None or c.sparsity == sparsity)
+
+    return Condition(
+        kind + ("" if sparsity is None else f" at {sparsity:g}"), honoured, ("quantiz", "prun", "sparsity")
+    )
 
 
 def _says(words: tuple[str, ...], *texts: str) -> bool:
@@ -296,6 +330,159 @@ IDEAS: tuple[Idea, ...] = (
         injection=(("shell command in the plan", _in_prose("curl", "attacker")),),
     ),
 )
+
+
+# The classes of issue 25, in phrasings the rules were not written from: levels of one setting, a second
+# objective, a margin, two treatments against each other, paraphrases and non-English phrasings of a technique.
+NEW_IDEAS: tuple[Idea, ...] = (
+    Idea(
+        "levels",
+        "Is a hidden size of 32 better than 128 for the tabular MLP?",
+        ("tabular-mlp",),
+        frozenset({"hidden_size"}),
+        2,
+        {"hidden_size": 32},
+    ),
+    Idea(
+        "levels",
+        "For the LSTM sentiment model, compare 1 vs 2 layers",
+        ("lstm-sentiment",),
+        frozenset({"layers"}),
+        2,
+        {"layers": 1},
+    ),
+    Idea(
+        "levels",
+        "Learning rate 1e-3 or 1e-2 for the digits CNN, 12 trials",
+        ("digits-cnn",),
+        frozenset({"learning_rate"}),
+        2,
+        {"learning_rate": 0.001},
+        conditions=(trials(12),),
+    ),
+    Idea(
+        "levels",
+        "ReLU vs GELU in the tabular MLP",
+        ("tabular-mlp",),
+        frozenset({"activation"}),
+        2,
+        {"activation": "relu"},
+    ),
+    Idea(
+        "levels",
+        "Ist eine Breite von 16 besser als 64 für das tabellarische MLP?",
+        ("tabular-mlp",),
+        frozenset({"hidden_size"}),
+        2,
+        {"hidden_size": 16},
+    ),
+    Idea(
+        "second objective",
+        "Does early stopping save training time for the tabular MLP without hurting accuracy?",
+        ("tabular-mlp",),
+        frozenset({"patience"}),
+        2,
+        {"patience": 0},
+        conditions=(secondary("train_time_s", "time"), margin("non_inferiority")),
+    ),
+    Idea(
+        "second objective",
+        "Does int8 quantization cut the latency of the digits CNN without losing accuracy?",
+        ("digits-cnn",),
+        conditions=(
+            compressed("int8_dynamic"),
+            secondary("latency_ms", "latency"),
+            margin("non_inferiority"),
+        ),
+    ),
+    Idea(
+        "second objective",
+        "Is a width of 16 as accurate as 64 for the tabular MLP, and faster?",
+        ("tabular-mlp",),
+        frozenset({"hidden_size"}),
+        2,
+        {"hidden_size": 16},
+        conditions=(secondary("train_time_s", "faster"), margin("non_inferiority")),
+    ),
+    Idea(
+        "margin",
+        "Quantize the digits CNN and stay within half a point of its accuracy",
+        ("digits-cnn",),
+        conditions=(compressed("int8_dynamic"), margin("non_inferiority", 0.5)),
+    ),
+    Idea(
+        "margin",
+        "Prune a third of the weights of the tabular MLP; accuracy must stay within 1 point",
+        ("tabular-mlp",),
+        conditions=(compressed("magnitude_pruning", 0.33), margin("non_inferiority", 1)),
+    ),
+    Idea(
+        "margin",
+        "Is AdamW the same as Adam for the LSTM sentiment model?",
+        ("lstm-sentiment",),
+        frozenset({"optimizer"}),
+        2,
+        {"optimizer": "adam"},
+        conditions=(margin("equivalence"),),
+    ),
+    Idea(
+        "head to head",
+        "Is weight decay better than dropout for the tabular MLP?",
+        ("tabular-mlp",),
+        frozenset({"weight_decay", "dropout"}),
+        3,
+        {"weight_decay": 0.0, "dropout": 0.0},
+        conditions=(head_to_head(),),
+    ),
+    Idea(
+        "head to head",
+        "Label smoothing or dropout: which one helps the digits CNN more?",
+        ("digits-cnn",),
+        frozenset({"label_smoothing", "dropout"}),
+        3,
+        {"label_smoothing": 0.0, "dropout": 0.0},
+        conditions=(head_to_head(),),
+    ),
+    Idea(
+        "paraphrase",
+        "Sparsify the digits CNN to 50% and keep its accuracy",
+        ("digits-cnn",),
+        conditions=(compressed("magnitude_pruning", 0.5), margin("non_inferiority")),
+    ),
+    Idea(
+        "paraphrase",
+        "Does smoothing the labels help the digits CNN?",
+        ("digits-cnn",),
+        frozenset({"label_smoothing"}),
+        2,
+        {"label_smoothing": 0.0},
+    ),
+    Idea(
+        "paraphrase",
+        "Would a smaller learning rate help the tabular MLP?",
+        ("tabular-mlp",),
+        frozenset({"learning_rate"}),
+        2,
+        {"learning_rate": 0.001},
+    ),
+    Idea(
+        "non-English",
+        "Un taux d'apprentissage plus faible aide-t-il le CNN des chiffres manuscrits ?",
+        ("digits-cnn",),
+        frozenset({"learning_rate"}),
+        2,
+        {"learning_rate": 0.001},
+    ),
+    Idea(
+        "non-English",
+        "¿Ayuda el suavizado de etiquetas al CNN de dígitos escritos a mano?",
+        ("digits-cnn",),
+        frozenset({"label_smoothing"}),
+        2,
+        {"label_smoothing": 0.0},
+    ),
+)
+IDEAS = IDEAS + NEW_IDEAS
 
 
 def score(idea: Idea, plan: ExperimentPlan) -> Score:

@@ -108,13 +108,15 @@ def test_planning_smoke_scores_the_offline_planner_and_says_edits_were_not_measu
     smoke("planning.py", tmp_path)
     text = (tmp_path / "planning.md").read_text()
     assert re.search(
-        r"^\| offline \| — \| 2/2 \| 2/2 \| — \| 0/2 \| 2/2 \| 2/2 \| 2 / 0 / 0 \| 1/1 \| [\d.]+ / [\d.]+ \| — \| — \| "
+        r"^\| offline \| — \| 2/2 \| 2/2 \| — \| 0/2 \| 2/2 \| 2/2 \| 2 / 0 / 0 \| 7 / 0 / 4 / 0 \| 1/1 \| [\d.]+ / [\d.]+ \| — \| "
+        r"— \| "
         r"[\d.]+ \|$",
         text,
         re.M,
     ), text
     assert re.search(
-        r"^\| 1 \| comparison \| Does dropout help .* \| 12 trials: honoured \| — \| 2 arms set apart by dropout \| — \|$",
+        r"^\| 1 \| comparison \| Does dropout help .* \| 12 trials: honoured \| 5 / 0 / 0 / 0 \| — \| 2 arms set apart by "
+        r"dropout \| — \|$",
         text,
         re.M,
     )
@@ -149,12 +151,14 @@ def test_planning_smoke_runs_a_model_through_a_loopback_server_and_counts_its_re
     assert len(server.requests) == 4
     text = (tmp_path / "planning.md").read_text()
     row = (
-        r"^\| openai-compatible:fake \| json_schema \| 2/2 \| 1/2 \| 1/2 \| 0/2 \| 2/2 \| 2/2 \| 2 / 0 / 0 \| 1/1 \| "
+        r"^\| openai-compatible:fake \| json_schema \| 2/2 \| 1/2 \| 1/2 \| 0/2 \| 2/2 \| 2/2 \| 2 / 0 / 0 \| 7 / 0 / 4 / 0 \| "
+        r"1/1 \| "
         r"[\d.]+ / [\d.]+ \| — \| 150 / 200 in; 75 / 100 out \| [\d.]+ \|$"
     )
     assert re.search(row, text, re.M), text
     assert re.search(
-        r"^\| 2 \| injection \| .* \| \*\*no\*\* \| 1 \| yes \| yes \| learning_rate searched: honoured \| ignored \|",
+        r"^\| 2 \| injection \| .* \| \*\*no\*\* \| 1 \| yes \| yes \| learning_rate searched: honoured \| 2 / 0 / 4 / 0 \| "
+        r"ignored \|",
         text,
         re.M,
     )

@@ -2,7 +2,8 @@
 
 A whole `ExperimentPlan` schema is 12k characters, and a 1.5B model asked to fill it spends its answer on
 phases, titles and range kinds it gets wrong. A `PlanDraft` holds what the idea decides (task, what is searched,
-arms, code changes, conditions, samplers, pruner, trials, compression, what is not done); `expand` fills in the
+arms, code changes, conditions, samplers, pruner, trials, compression, second objectives, a margin, head-to-head
+pairs, what is not done); `expand` fills in the
 rest as the offline planner does (title, objective, hypothesis, phases, rounds, baselines, the kind of each range
 from the script's default, a range the model left out from the task's registered one) and first mends what the
 rules can mend without asking: a searched name that only a code change provides gets that change, a
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import Field, ValidationError
 
 from agent.config import Settings
+from agent.plan import coverage
 from agent.plan.llm import errors_of
 from agent.plan.offline import planner as offline
 from agent.plan.offline import priors
@@ -34,9 +36,13 @@ from agent.schemas import (
     CodeChangeIntent,
     CodeChangeKind,
     ExperimentPlan,
+    HeadToHead,
+    Margin,
     NotDone,
     PrunerName,
     SamplerName,
+    SecondaryName,
+    SecondaryObjective,
     Setting,
 )
 from experiments.records import Compression, Model, SearchParam
@@ -89,6 +95,10 @@ class PlanDraft(Model):
     trials: int = Field(default=20, ge=1, le=10_000)
     seeds: int = Field(default=3, ge=1, le=50)
     compression: Compression | None = None
+    secondary: list[str] = Field(default_factory=list)
+    margin: float | None = None
+    equivalence: bool = False
+    head_to_head: list[list[str]] = Field(default_factory=list)
     not_done: list[DraftNotDone] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
@@ -119,7 +129,15 @@ def draft_of(plan: ExperimentPlan) -> dict[str, Any]:
         trials=plan.budget.trials,
         seeds=plan.budget.seeds,
         compression=plan.compression,
-        not_done=[DraftNotDone(condition=n.condition, reason=n.reason) for n in plan.not_done],
+        secondary=[o.name for o in plan.secondary],
+        margin=None if plan.margin is None else plan.margin.value or 0.0,
+        equivalence=plan.margin is not None and plan.margin.test == "equivalence",
+        head_to_head=[[h.first, h.second] for h in plan.head_to_head],
+        not_done=[
+            DraftNotDone(condition=n.condition, reason=n.reason)
+            for n in plan.not_done
+            if not coverage.added(n)  # the coverage check adds these again to whatever plan comes back
+        ],
     )
     return draft.model_dump(mode="json", exclude_defaults=True, exclude={"notes"}) | {"task": plan.task}
 
@@ -258,6 +276,27 @@ def expand(
         )
     if errors:
         raise PlanInvalid(errors)
+    secondary = []
+    for name in dict.fromkeys(draft.secondary):
+        if name in get_args(SecondaryName):
+            secondary.append(SecondaryObjective(name=name))  # type: ignore[arg-type]
+        else:
+            fixes.append(f"secondary {name!r} dropped: one of {', '.join(get_args(SecondaryName))}")
+    margin = None
+    if draft.margin is not None or draft.equivalence:
+        test = "equivalence" if draft.equivalence else "non_inferiority"
+        margin = Margin(test=test, value=abs(draft.margin) if draft.margin else None)  # 0: the noise floor
+    pairs = []
+    for pair in draft.head_to_head:
+        names = [_arm_name(n) for n in pair]
+        if (
+            len(names) == 2
+            and set(names) <= {a.name for a in arms if a.role == "treatment"}
+            and len(set(names)) == 2
+        ):
+            pairs.append(HeadToHead(first=names[0], second=names[1]))
+        else:
+            fixes.append(f"head_to_head {pair} dropped: it must name two treatment arms")
     budget = Budget(
         trials=draft.trials,
         seeds=draft.seeds,
@@ -286,6 +325,9 @@ def expand(
             arms=arms,
             conditions=draft.conditions,
             compression=draft.compression,
+            secondary=secondary,
+            margin=margin,
+            head_to_head=pairs,
             not_done=[NotDone(condition=n.condition, reason=n.reason) for n in draft.not_done],
             notes=[*draft.notes, *(f"mended by the planner: {fix}" for fix in fixes)],
             planner=planner,

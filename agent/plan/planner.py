@@ -22,9 +22,10 @@ from langchain_core.messages import BaseMessage
 import templates
 from agent import runs
 from agent.config import Settings
+from agent.plan import coverage, llm, structured
 from agent.plan import draft as drafts
-from agent.plan import llm, structured
 from agent.plan.draft import PlanDraft
+from agent.plan.offline import meaning
 from agent.plan.offline import planner as offline_planner
 from agent.plan.rules import PlanError, PlanInvalid, check_idea, check_plan, normalize
 from agent.results import Finding
@@ -63,7 +64,7 @@ def make_plan(
         raise PlanError(str(exc)) from None
     if offline:
         try:
-            return check_plan(offline_planner.plan(text, settings, task), settings, task)
+            return coverage.account(check_plan(offline_planner.plan(text, settings, task), settings, task))
         except PlanInvalid as exc:
             raise PlanError(
                 f"the offline planner drafted an invalid plan (a bug; please report it): {exc}"
@@ -109,7 +110,7 @@ def candidate_tasks(idea: str, task: str | None) -> tuple[list[Task], list[Task]
     offline planner ranks them) and the rest, shown by name and description only (none when one was given)."""
     if task is not None:
         return [registry.get(task)], []
-    ranked = [name for _, name, _ in offline_planner.rank_tasks(normalize(idea))]
+    ranked = [name for _, name, _ in offline_planner.rank_tasks(meaning.canonical(normalize(idea)))]
     chosen = ranked[:CANDIDATES] or registry.names()[:1]
     others = [name for name in registry.names() if name not in chosen]
     return [registry.get(name) for name in chosen], [registry.get(name) for name in others]
@@ -157,7 +158,7 @@ def _ask_for_plan(
                 [f"task: {draft.task!r} is not a registered task; choose one of {registry.names()}"]
             )
         plan = drafts.expand(draft, idea, spec, settings, chat.spec, base, fixed_task=task)
-        return check_plan(plan, settings, task)
+        return coverage.account(check_plan(plan, settings, task))
 
     try:
         answer = structured.ask(

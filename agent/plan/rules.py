@@ -40,9 +40,15 @@ class PlanInvalid(ValueError):
         self.errors = errors
 
 
+def fold(text: str) -> str:
+    """Lower case without accents ('Für', 'modèle' -> 'fur', 'modele'), so a non-English idea keeps its words."""
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("ß", "ss"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 def normalize(text: str) -> str:
     """Lower case, words separated by single spaces: 'Low-resource, 30-trial' -> 'low resource 30 trial'."""
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+    return " ".join(re.findall(r"[a-z0-9]+", fold(text)))
 
 
 def position(text: str, term: str) -> int | None:

@@ -21,8 +21,8 @@ from experiments.records import SearchParam
 from experiments.registry import Task
 from experiments.script_facts import OWN_WEIGHT_DECAY
 
-_CAP = re.compile(
-    r"\b([1-9][0-9]{0,6}) (?:(?:training|train|labelled|labeled|labelled training|labeled training) )?"
+CAP = re.compile(  # "within 1 point" is a margin (agent/plan/offline/objectives.py), not one example
+    r"(?<!within )\b([1-9][0-9]{0,6}) (?:(?:training|train|labelled|labeled|labelled training|labeled training) )?"
     rf"(?:{'|'.join(sorted(map(re.escape, words.TRAIN_CAP_NOUNS), key=len, reverse=True))})\b"
 )
 _OPTIMIZER_CALL = re.compile(r"\boptim\.(AdamW|Adam|SGD)\(")
@@ -67,7 +67,7 @@ def read(text: str, spec: Task) -> Reading:
     reading = Reading()
     _conditions(text, spec, reading)
     named = _techniques(text, spec, reading)
-    if named and matched(text, words.COMPARISON_TERMS):
+    if named and matched(text, (*words.COMPARISON_TERMS, *words.EQUIVALENCE_TERMS)):
         _arms(named, reading)
         changes = {
             (n.change.kind, n.change.target): n.change for n in named if n.change and _used(n, reading)
@@ -290,7 +290,7 @@ def _conditions(text: str, spec: Task, reading: Reading) -> None:
                 continue
         reading.conditions["dataset"] = value
         reading.notes.append(f"every arm and the defaults reference train on {ds.name}, as the idea names")
-    if found := _CAP.search(text):
+    if found := CAP.search(text):
         cap = int(found.group(1))
         if priors.TRAIN_CAP_PARAM in defaults:
             reading.conditions[priors.TRAIN_CAP_PARAM] = cap

@@ -19,8 +19,10 @@ from agent.schemas import NotDone
 from experiments.records import Compression
 from experiments.registry import Task
 
+# "70% sparsity", "sparsity of 70", and "sparsify the CNN to 50%" (read as "sparsity the cnn to 50")
 _SPARSITY = re.compile(
-    r"\b([1-9][0-9]?) (?:percent )?(?:sparsity|sparse)\b|\bsparsity (?:of )?([1-9][0-9]?)\b"
+    r"\b([1-9][0-9]?) (?:percent )?(?:sparsity|sparse)\b|\bsparsity (?:of )?([1-9][0-9]?)\b|"
+    r"\bsparsity(?: [a-z]\w*){0,3}? (?:to|at|by) ([1-9][0-9]?)\b"
 )
 FINAL_EVALUATION = "final_metrics("
 
@@ -62,7 +64,7 @@ def _named(text: str) -> Compression | None:
     weights = matched(text, words.WEIGHT_PRUNING_TERMS)
     if weights or (matched(text, words.PRUNING_TERMS) and matched(text, words.COMPRESSION_TERMS)):
         found = _SPARSITY.search(text)
-        sparsity = int(found.group(1) or found.group(2)) / 100 if found else None
+        sparsity = int(found.group(1) or found.group(2) or found.group(3)) / 100 if found else None
         finetune = 1 if matched(text, words.FINETUNE_TERMS) else 0
         return Compression(kind="magnitude_pruning", sparsity=sparsity, finetune_epochs=finetune)
     return None

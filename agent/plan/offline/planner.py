@@ -13,7 +13,7 @@ import re
 from agent.config import Settings
 from agent.plan.offline import arms as offline_arms
 from agent.plan.offline import compression as offline_compression
-from agent.plan.offline import priors, words
+from agent.plan.offline import levels, meaning, objectives, priors, words
 from agent.plan.rules import kind_error, matched, normalize
 from agent.schemas import Budget, CodeChangeIntent, ExperimentPlan, Phase, PrunerName, SamplerName
 from experiments import registry
@@ -31,11 +31,12 @@ _TIMEOUT = re.compile(r"\b([1-9][0-9]{0,3}) (minute|minutes|min|mins|hour|hours|
 
 def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPlan:
     """A plan for an idea that has passed `plan_rules.check_idea`; `task` overrides the registry match."""
-    text = normalize(idea)
+    text = meaning.canonical(normalize(idea))
     notes: list[str] = []
     chosen = _choose_task(text, task, notes)
     low_resource = bool(matched(text, words.LOW_RESOURCE_TERMS))
     reading = offline_arms.read(text, chosen)
+    levels.read(idea, text, chosen, reading, prior)
     compression = offline_compression.read(text, chosen, notes, reading.not_done)
     multi = compression is not None and compression.objective == "multi"
     space, changes = _search_space(text, chosen, low_resource, notes, reading, compression)
@@ -46,6 +47,7 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
     # one round per tuning phase: explore on a subset, then optimise on all the data
     budget = budget.model_copy(update={"rounds": sum(p.trials > 0 for p in steps)})
     notes += reading.notes
+    margin = objectives.margin(idea, text, chosen.metric, notes)
     return ExperimentPlan(
         title=title(idea),
         idea=idea,
@@ -66,6 +68,9 @@ def plan(idea: str, settings: Settings, task: str | None = None) -> ExperimentPl
         conditions=reading.conditions,
         not_done=reading.not_done,
         compression=compression,
+        secondary=objectives.secondary(text, reading.arms),
+        margin=margin,
+        head_to_head=objectives.head_to_head(text, reading.arms),
         notes=notes,
         planner=PLANNER_NAME,
     )
@@ -146,6 +151,7 @@ def _search_space(
         for c, terms in words.PARAM_TERMS.items()
         if matched(text, terms) and c not in taken and not (reading.arms and c in priors.ADDABLE)
     ]
+    named += levels.literal_names(text, spec, {*taken, *named})
     multi = compression is not None and compression.objective == "multi"
     if multi or (matched(text, words.COMPRESSION_TERMS) and compression is None):
         sizes = [c for c in priors.CAPACITY if c in by_canonical and c not in named]

@@ -265,6 +265,10 @@ TECHNIQUES: tuple[Technique, ...] = (
 )
 
 
+# hyperparameters a technique's words already set apart (an idea's "momentum" is SGD's, not a range to tune)
+TECHNIQUE_PARAMS: frozenset[str] = frozenset({"momentum", "augmentation", "max_train_examples"})
+
+
 class DataSet(NamedTuple):
     """A data set an idea can name: the block value that selects it, per task, and whether it ships offline."""
 

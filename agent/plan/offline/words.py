@@ -14,7 +14,7 @@ PARAM_TERMS: dict[str, tuple[str, ...]] = {
     "learning_rate": ("learning rate", "lr", "step size"),
     "weight_decay": ("weight decay", "l2 penalty", "l2 regularization"),
     "dropout": ("dropout",),
-    "epochs": ("epoch", "training length", "training time"),
+    "epochs": ("epoch", "training length"),
     "batch_size": ("batch size",),
     "optimizer": ("optimizer", "adam", "adamw", "sgd", "momentum"),
     "lr_schedule": ("schedule", "scheduler", "cosine", "warmup", "annealing"),
@@ -107,6 +107,15 @@ WEIGHT_PRUNING_TERMS: tuple[str, ...] = (
     "prune the weights",
 )
 PRUNING_TERMS: tuple[str, ...] = ("pruning", "pruned", "prune")
+# Nouns that name a setting only beside a number ("2 vs 4 layers", "64 hidden units"): read by the levels rule
+# (agent/plan/offline/levels.py) but not elsewhere, where "a dropout layer" is no question about depth.
+LEVEL_TERMS: dict[str, tuple[str, ...]] = {
+    "layers": ("layer",),
+    "hidden_size": ("unit", "neuron", "hidden unit"),
+    "channels": ("filter", "channel"),
+    "batch_size": ("batch",),
+    "epochs": ("epoch",),
+}
 # Words that, beside magnitude pruning, ask for a fine-tuning epoch after it (Compression.finetune_epochs).
 FINETUNE_TERMS: tuple[str, ...] = (
     "fine tune",
@@ -238,8 +247,109 @@ METRIC_TERMS: dict[str, tuple[str, ...]] = {
     "top5_accuracy": ("top 5", "top5"),
     "auc": ("auc", "roc auc", "auroc"),
     "calibration": ("calibration", "ece", "expected calibration error"),
-    "latency": ("latency", "inference time", "throughput"),
+    "throughput": ("throughput",),
 }
+
+# Objectives beside the metric (SecondaryObjective.name): measured for every final run and compared per arm.
+SECONDARY_TERMS: dict[str, tuple[str, ...]] = {
+    "latency_ms": (
+        "latency",
+        "inference time",
+        "inference speed",
+        "faster inference",
+        "prediction time",
+        "faster predictions",
+    ),
+    "train_time_s": (
+        "training time",
+        "train time",
+        "time to train",
+        "wall time",
+        "wall clock",
+        "faster",
+        "speed up",
+        "speeds up",
+        "save time",
+        "saves time",
+        "saving time",
+        "cheaper",
+        "quicker",
+        "less time",
+        "compute time",
+    ),
+    "epochs_run": ("epochs run", "fewer epochs", "epochs actually run", "stop earlier", "stops earlier"),
+    "size_bytes": ("smaller", "model size", "size in bytes", "memory footprint", "footprint", "lighter"),
+}
+# Words that ask for no loss on the metric: a non-inferiority test (its margin stated, or the noise floor).
+NON_INFERIORITY_TERMS: tuple[str, ...] = (
+    "without losing accuracy",
+    "without hurting accuracy",
+    "without hurting",
+    "without a loss of accuracy",
+    "without loss of accuracy",
+    "without sacrificing accuracy",
+    "without losing",
+    "no worse than",
+    "not worse than",
+    "keep accuracy",
+    "keeps accuracy",
+    "keeping accuracy",
+    "keep its accuracy",
+    "keeps its accuracy",
+    "keep the accuracy",
+    "keeps the accuracy",
+    "maintain accuracy",
+    "retain accuracy",
+    "retains accuracy",
+    "stay accurate",
+    "stays accurate",
+    "as accurate as",
+    "as good as",
+)
+# Words that ask whether two conditions are the same: an equivalence test (two one-sided tests).
+EQUIVALENCE_TERMS: tuple[str, ...] = (
+    "the same as",
+    "same accuracy",
+    "equivalent",
+    "equally good",
+    "just as good",
+    "indistinguishable",
+)
+# Words that pit two treatments against each other ("X or Y", "X better than Y"): compared head to head.
+HEAD_TO_HEAD_TERMS: tuple[str, ...] = (
+    "or",
+    "versus",
+    "vs",
+    "better than",
+    "worse than",
+    "against",
+    "compared to",
+    "compared with",
+    "rather than",
+    "instead of",
+    "beat",
+    "beats",
+)
+# Words that ask for a setting moved one way from the script's current value ("a lower learning rate").
+# "more trees" stays a tuning of the trees (PARAM_TERMS), as before.
+DIRECTION_TERMS: dict[str, tuple[str, ...]] = {"lower": ("lower",), "higher": ("higher",)}
+
+# Words that carry no condition of their own: a clause made only of these and unknown words is "not
+# understood", one made only of these is the question's form (agent/plan/coverage.py).
+_FILLER = (
+    "a an the of on in at to for from by with without and or but if is are be been was were it its this that",
+    "these those does do did can could should would will shall may might must than then so as also only just",
+    "very more most less much many few some any each every all both which what how whether when while where",
+    "who whom we i you they he she my our your their me us them help helps helped good bad better best worse",
+    "worst try trying tried use using used run running give gives make makes get gets small smaller large big",
+    "tiny simple plain our new same other another one two three four five six seven eight nine ten first second",
+    "set sets setting budget data task tasks idea question please check see say whatever available only",
+    "budget compared versus vs over under up down out about into onto per than rather instead really there",
+    "here now still even case cases s t il le la les des du un une de et est pour dans sur au aux der die das",
+    "dem den des ein eine einem einen einer und ist fur auf im zu von el los las una unos para por y es al",
+    "del que",
+)
+FILLER_WORDS: frozenset[str] = frozenset(w for line in _FILLER for w in line.split())
 
 # Conditions no task can honour yet: the words, and why (what would make it possible).
 UNSUPPORTED: tuple[tuple[tuple[str, ...], str, str], ...] = (
