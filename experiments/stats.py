@@ -14,11 +14,12 @@ CONSTANT_TOLERANCE = 1e-9  # differences whose std is below this (relative) are 
 
 
 def metric_values(runs: list[TrialRecord], key: str) -> dict[int, float]:
-    """seed -> value of `key` for runs that completed; a run that failed has no value to compare."""
+    """seed -> value of `key` (a metric, else a measurement) for runs that completed; a run that failed has
+    no value to compare."""
     return {
-        r.seed: r.metrics[key]
+        r.seed: value
         for r in runs
-        if r.state == "COMPLETE" and key in r.metrics and r.seed is not None
+        if r.state == "COMPLETE" and r.seed is not None and (value := r.reading(key)) is not None
     }
 
 
@@ -28,8 +29,12 @@ def compare(
     metric: Metric,
     split: str = "test",
     looks: int = 1,
+    key: str | None = None,
 ) -> Comparison | None:
     """Difference (candidate - baseline), t-interval and paired t-test p-value over the shared seeds.
+
+    `key` reads another value of the same runs than the metric on `split` (a measurement such as
+    `train_time_s`), compared the same way.
 
     The interval is at 95%, or at 1 - 0.05 / looks when the seeds were added in `looks` sequential looks, so
     that stopping at the first look whose interval excludes 0 keeps its error rate (Bonferroni over looks).
@@ -37,7 +42,7 @@ def compare(
     The noise floor is the baseline's standard deviation across seeds: a difference inside it is not a finding.
     Returns None when fewer than one seed has both runs.
     """
-    key = metric.name if split == "validation" else f"test_{metric.name}"
+    key = key or (metric.name if split == "validation" else f"test_{metric.name}")
     cand, base = metric_values(candidate, key), metric_values(baseline, key)
     seeds = sorted(set(cand) & set(base))
     if not seeds:
@@ -66,6 +71,7 @@ def compare(
         baseline_mean=statistics.fmean(b),
         baseline_std=statistics.stdev(b) if n > 1 else 0.0,
         difference=mean,
+        difference_std=statistics.stdev(diffs) if n > 1 else None,
         ci_low=None if half is None else mean - half,
         ci_high=None if half is None else mean + half,
         p_value=p_value,
@@ -73,6 +79,41 @@ def compare(
         n_seeds=n,
         looks=looks,
     )
+
+
+def shifted_p(c: Comparison, shift: float, greater: bool) -> float | None:
+    """One-sided paired t-test p-value of "the mean difference exceeds `shift`" (`greater`) or "falls below
+    it": how a margin is tested. Differences constant over the seeds (up to rounding) leave t undefined;
+    then the exact sign test says what n seeds on the claimed side of the shift can (p = 0.5 ** n), and 1
+    when they are not on it. None with one seed."""
+    if c.n_seeds < 2 or c.difference_std is None:
+        return None
+    gap = c.difference - shift if greater else shift - c.difference
+    if c.difference_std <= CONSTANT_TOLERANCE * max(1.0, abs(c.difference)):
+        return 0.5**c.n_seeds if gap > 0 else 1.0
+    t = gap / (c.difference_std / math.sqrt(c.n_seeds))
+    return float(scipy_stats.t.sf(t, c.n_seeds - 1))
+
+
+def one_sided_bounds(c: Comparison, alpha: float) -> tuple[float, float] | None:
+    """The lower and upper one-sided (1 - alpha) bounds of the mean difference (together a 1 - 2 alpha
+    two-sided interval); None with one seed."""
+    if c.n_seeds < 2 or c.difference_std is None:
+        return None
+    half = scipy_stats.t.ppf(1 - alpha, c.n_seeds - 1) * c.difference_std / math.sqrt(c.n_seeds)
+    return c.difference - half, c.difference + half
+
+
+def detectable(c: Comparison, alpha: float, power: float = 0.8) -> float | None:
+    """The smallest true difference a two-sided paired t-test at `alpha` over these seeds would find with
+    probability `power`, from the observed spread of the paired differences: (t_{1-alpha/2} + t_{power}) *
+    sd / sqrt(n) on n - 1 degrees of freedom (the usual approximation to the noncentral t). None with one
+    seed."""
+    if c.n_seeds < 2 or c.difference_std is None:
+        return None
+    df = c.n_seeds - 1
+    quantiles = scipy_stats.t.ppf(1 - alpha / 2, df) + scipy_stats.t.ppf(power, df)
+    return float(quantiles * c.difference_std / math.sqrt(c.n_seeds))
 
 
 def sign_test_p(n: int) -> float:
