@@ -30,11 +30,13 @@ def compare(
     split: str = "test",
     looks: int = 1,
     key: str | None = None,
+    baseline_key: str | None = None,
 ) -> Comparison | None:
     """Difference (candidate - baseline), t-interval and paired t-test p-value over the shared seeds.
 
     `key` reads another value of the same runs than the metric on `split` (a measurement such as
-    `train_time_s`), compared the same way.
+    `train_time_s`), compared the same way; `baseline_key` reads the baseline's under another name (a
+    compressed model's `test_accuracy` against the same runs' `uncompressed_test_accuracy`).
 
     The interval is at 95%, or at 1 - 0.05 / looks when the seeds were added in `looks` sequential looks, so
     that stopping at the first look whose interval excludes 0 keeps its error rate (Bonferroni over looks).
@@ -43,7 +45,7 @@ def compare(
     Returns None when fewer than one seed has both runs.
     """
     key = key or (metric.name if split == "validation" else f"test_{metric.name}")
-    cand, base = metric_values(candidate, key), metric_values(baseline, key)
+    cand, base = metric_values(candidate, key), metric_values(baseline, baseline_key or key)
     seeds = sorted(set(cand) & set(base))
     if not seeds:
         return None
@@ -121,8 +123,9 @@ def sign_test_p(n: int) -> float:
     return min(1.0, 2.0 ** (1 - n))
 
 
-def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjusted p-values (None stays None and does not count as a test).
+def holm(p_values: list[float | None], looks: int = 1) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None and does not count as a test), multiplied by
+    `looks` too when the seeds were looked at that many times (Bonferroni over looks).
 
     Sorted ascending, the k-th smallest of m p-values is multiplied by m - k + 1, and the running maximum keeps
     the adjusted values in the same order: rejecting where adjusted p < alpha holds the family-wise error at
@@ -133,5 +136,5 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     running, m = 0.0, len(ranked)
     for k, (p, i) in enumerate(ranked):
         running = max(running, min(1.0, (m - k) * p))
-        out[i] = running
+        out[i] = min(1.0, running * looks)
     return out

@@ -106,7 +106,7 @@ def settled(
     level = f"every interval at the {100 * (1 - 0.05 / looks):.4g}% level excludes 0"
     repeated = "every seed gave the same result, so the seed does not reach the script and more cannot help"
     if plan.arms:
-        judged = compare_arms(plan.arms, results, task.metric, looks)
+        judged = compare_arms(plan.arms, results, task.metric, looks, plan.head_to_head)
         if any(c.verdict == "not measurable" for c in judged):
             return repeated
         return level if judged and all(c.verdict in ("better", "worse") for c in judged) else ""
