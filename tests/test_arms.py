@@ -290,7 +290,10 @@ def test_the_report_answers_head_to_head_the_margin_and_the_measured_time_and_ep
     assert "1 epoch has fewer epochs run than 10 epochs: -9.0000" in answer
 
 
-def test_a_report_refuses_arm_runs_that_are_not_in_storage(three_arm_run: Path, tmp_path: Path):
+@pytest.mark.parametrize(("field", "key"), [("metrics", "test_accuracy"), ("measured", "train_time_s")])
+def test_a_report_refuses_arm_runs_that_are_not_in_storage(
+    three_arm_run: Path, tmp_path: Path, field: str, key: str
+):
     import shutil
 
     from agent.report.checks import ReportError
@@ -300,7 +303,7 @@ def test_a_report_refuses_arm_runs_that_are_not_in_storage(three_arm_run: Path, 
     shutil.copytree(three_arm_run, copy)
     result = json.loads((copy / "results.json").read_text())
     arm = next(a for a in result["arms"] if a["name"] == "one-epoch")
-    arm["final"][0]["metrics"]["test_accuracy"] = 0.999
+    arm["final"][0][field][key] = 0.999
     (copy / "results.json").write_text(json.dumps(result))
     with pytest.raises(ReportError, match="arm one-epoch final"):
         collect(copy, Settings(reports_dir=tmp_path))

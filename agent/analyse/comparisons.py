@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agent.analyse.margins import margin_tests
-from agent.analyse.secondary import compare_secondary
+from agent.analyse.secondary import COMPRESSED, compare_secondary
 from agent.analyse.verdict import ALPHA, better, detectable_line, fmt_p, seeds_do_nothing, signed
 from agent.results import ArmComparison, ArmResult, ArmVerdict, MarginTest, PairKind, SecondaryComparison
 from agent.schemas import Arm, ExperimentPlan, HeadToHead
@@ -106,18 +106,23 @@ def answer_patch(
     if plan.control() is not None:
         return None, []
     test = None
+    defaults = ("the candidate", "the defaults", final, baseline)
+    own = ("the compressed candidate", "the same model uncompressed", final, final)
     if plan.margin is not None:
         key = f"test_{metric.name}"
-        if plan.compression is not None:
-            c = stats.compare(final, final, metric, "test", looks, key, f"uncompressed_{key}")
-            pair = ("the compressed candidate", "the same model uncompressed", c)
-        else:
-            pair = ("the candidate", "the defaults", stats.compare(final, baseline, metric, "test", looks))
-        (test,) = margin_tests(plan.margin, [pair], looks)
-    (secondary,) = compare_secondary(
-        plan.secondary, [("the candidate", "the defaults", final, baseline)], looks
-    )
-    return test, secondary
+        c = (
+            stats.compare(final, final, metric, "test", looks, key, f"uncompressed_{key}")
+            if plan.compression is not None
+            else stats.compare(final, baseline, metric, "test", looks)
+        )
+        (test,) = margin_tests(plan.margin, [(*(own if plan.compression else defaults)[:2], c)], looks)
+    # under compression, the model's size and latency are the compression's cost: against the same model
+    # before it; the run's time and epochs are the same run's, so against the defaults
+    footprint = [o for o in plan.secondary if plan.compression is not None and o.name in COMPRESSED]
+    rest = [o for o in plan.secondary if o not in footprint]
+    (secondary,) = compare_secondary(rest, [defaults], looks)
+    (compressed,) = compare_secondary(footprint, [own], looks, "uncompressed_")
+    return test, [*compressed, *secondary]
 
 
 def _final(results: dict[str, ArmResult], name: str) -> list[TrialRecord]:

@@ -23,6 +23,7 @@ WORDS = {
     "latency_ms": ("CPU latency per batch", " ms", "a lower", "a higher"),
 }
 TIMINGS = ("train_time_s", "latency_ms")
+COMPRESSED = ("size_bytes", "latency_ms")  # what a compression records for its model and the uncompressed one
 RULE = (
     "each secondary objective for the same pairs, paired by seed from the measurements stored with each run; "
     f"better / worse in the objective's direction when the Holm-adjusted p < {ALPHA:g} across the pairs and "
@@ -33,13 +34,15 @@ Pair = tuple[str, str, list[TrialRecord], list[TrialRecord]]  # titles, then the
 
 
 def compare_secondary(
-    objectives: list[SecondaryObjective], pairs: list[Pair], looks: int = 1
+    objectives: list[SecondaryObjective], pairs: list[Pair], looks: int = 1, second_prefix: str = ""
 ) -> list[list[SecondaryComparison]]:
-    """Per pair, one comparison per objective (first minus second, as the metric's comparison)."""
+    """Per pair, one comparison per objective (first minus second, as the metric's comparison); the second's
+    value is read under `second_prefix` + name (`uncompressed_`: the same runs' model before compression)."""
     out: list[list[SecondaryComparison]] = [[] for _ in pairs]
     for o in objectives:
         metric = Metric(name=o.name, direction=o.direction)
-        raw = [stats.compare(first, second, metric, "test", looks, key=o.name) for *_, first, second in pairs]
+        key, other = o.name, f"{second_prefix}{o.name}"
+        raw = [stats.compare(first, second, metric, "test", looks, key, other) for *_, first, second in pairs]
         adjusted = stats.holm([None if c is None else c.p_value for c in raw], looks)
         for row, (t, r, first, second), c, p in zip(out, pairs, raw, adjusted, strict=True):
             row.append(_judge(o, t, r, c, p, _load(o.name, [*first, *second])))
