@@ -39,7 +39,7 @@ def conclude(
     results, shared = select_arms(plan, task, rounds, finals)
     looks = sequential.looks
     comparisons = answer(plan, results, task.metric, looks)
-    supported = {c.treatment for c in comparisons if c.verdict == "better"}
+    supported = {c.treatment for c in comparisons if c.verdict == "better" and c.kind == "vs control"}
     pool = results
     if comparisons:  # a plan with a control: only a treatment judged better displaces it
         pool = [

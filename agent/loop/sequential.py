@@ -100,7 +100,7 @@ def settled(
     looks: int,
 ) -> str:
     """Why the answer is clear, or "" while it is not: every treatment judged better or worse than the
-    control, or (without arms) the patch's interval against the defaults excludes 0, at the level corrected
+    control (and every head-to-head pair one way or the other), or (without arms) the patch's interval against the defaults excludes 0, at the level corrected
     for `looks`. Seeds that all give the same values are settled too: more of them repeat the same run."""
     results, _ = select_arms(plan, task, rounds, finals)
     level = f"every interval at the {100 * (1 - 0.05 / looks):.4g}% level excludes 0"
