@@ -12,6 +12,8 @@ from agent.schemas import ArmRole, ExperimentPlan, Setting
 from experiments.records import Comparison, Cost, Model, StudyResult, TrialRecord
 
 ArmVerdict = Literal["better", "no detectable difference", "worse", "not measurable", "failed"]
+MarginVerdict = Literal["non-inferior", "inferior", "equivalent", "not equivalent", "inconclusive"]
+PairKind = Literal["vs control", "head-to-head"]
 FindingKind = Literal["importance", "edge", "under_explored", "pruning_bias", "no_gain", "identical_metrics"]
 
 
@@ -51,15 +53,57 @@ class ArmResult(Model):
     trials: int = Field(default=0, description="tuning trials the arm ran (its effort)")
 
 
+class SecondaryComparison(Model):
+    """One secondary objective (training time, epochs run, size, latency) of the same pair of arms, from the
+    measurements stored with each run, paired by seed and Holm-corrected across the pairs."""
+
+    name: str
+    pair: str = Field(description="what is compared, first vs second")
+    comparison: Comparison | None = None
+    p_adjusted: float | None = None
+    verdict: ArmVerdict
+    loaded: str = Field(default="", description="why a timing may be slow: the machine was loaded")
+    statement: str
+    rule: str
+
+
+class MarginTest(Model):
+    """A treatment against its reference within a margin: non-inferiority (one-sided) or equivalence (two
+    one-sided tests), Holm-corrected across treatments."""
+
+    test: Literal["non_inferiority", "equivalence"]
+    pair: str = Field(description="what is compared, treatment vs reference")
+    margin: float
+    stated: bool = Field(description="the idea stated it; False: the noise floor, the default margin")
+    difference: float | None = Field(
+        default=None, description="mean paired difference, treatment - reference"
+    )
+    low: float | None = Field(default=None, description="one-sided lower bound of the difference")
+    high: float | None = Field(default=None, description="one-sided upper bound of the difference")
+    level: float = Field(default=0.95, description="the confidence of each one-sided bound")
+    p_value: float | None = Field(default=None, description="of the claim: non-inferior, or equivalent")
+    p_adjusted: float | None = None
+    verdict: MarginVerdict
+    statement: str
+    rule: str
+
+
 class ArmComparison(Model):
-    """A treatment against the control, paired by seed on the held-out split, Holm-corrected across treatments."""
+    """A treatment against the control (or, head-to-head, against another treatment), paired by seed on the
+    held-out split, Holm-corrected across every pair the run compares."""
 
     treatment: str
     control: str
+    kind: PairKind = "vs control"
     comparison: Comparison | None = None
     p_adjusted: float | None = None
     verdict: ArmVerdict
     statement: str
+    detectable: str = Field(
+        default="", description="under no detectable difference: the smallest difference the seeds could see"
+    )
+    margin: MarginTest | None = None
+    secondary: list[SecondaryComparison] = Field(default_factory=list)
 
 
 class AblationRow(Model):

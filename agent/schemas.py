@@ -248,6 +248,8 @@ class ExperimentPlan(Model):
     @model_validator(mode="after")
     def _check_arms(self) -> ExperimentPlan:
         if not self.arms:
+            if self.head_to_head:
+                raise ValueError("head_to_head: a plan without arms has no treatments to compare")
             return self
         names = [a.name for a in self.arms]
         if len(set(names)) != len(names):
@@ -269,6 +271,14 @@ class ExperimentPlan(Model):
             both = sorted(set(arm.fixed) & set(own))
             if both:
                 raise ValueError(f"arms[{arm.name}]: {both} are both fixed and searched")
+        treatments = {a.name for a in self.arms if a.role == "treatment"}
+        for pair in self.head_to_head:
+            strangers = [n for n in (pair.first, pair.second) if n not in treatments]
+            if strangers or pair.first == pair.second:
+                raise ValueError(
+                    f"head_to_head: {pair.first} vs {pair.second} must name two different treatment arms "
+                    f"(the treatments: {', '.join(sorted(treatments)) or 'none'})"
+                )
         return self
 
     @model_validator(mode="after")

@@ -39,7 +39,7 @@ MAX_LINE = 64 << 20
 KILL_GRACE_S = 1.0  # past the child's own alarm, before the worker kills it
 START_S = 300.0  # a child's import of torch and the script, on a slow shared machine
 REAP_S = 2.0  # for a child whose socket closed to be seen dead
-NOTES = ("curve", "confusion")
+NOTES = ("curve", "confusion", "measured")
 RESERVED_ATTRS = frozenset({"ticket", "metrics", "error", *NOTES})
 
 

@@ -21,14 +21,16 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from experiments.records import MODEL_SIZE, Compression
+from experiments.records import CORES, LOAD, MODEL_SIZE, SPREAD, Compression
 
 LATENCY_BATCH = 64
-LATENCY_REPEATS = 5
+LATENCY_REPEATS = 11
 FINETUNE_LR = 1e-3
 FINETUNE_BATCH = 64
 QUANTIZED = {nn.Linear, nn.LSTM}
 PRUNED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+FOOTPRINT = (MODEL_SIZE.name, "latency_ms", SPREAD)  # what `footprint` measures, in this order
 
 _active: Compression | None = None
 
@@ -97,8 +99,8 @@ def nonzero_fraction(model: nn.Module) -> float:
 
 
 def latency_ms(model: nn.Module, batch: torch.Tensor) -> tuple[float, float]:
-    """Median wall time of a forward pass over one batch on the CPU, in milliseconds (after one warm-up), and
-    the spread (slowest minus fastest) of the repeats, so that a reading taken on a busy machine says so."""
+    """Median wall time of a forward pass over one batch on the CPU, in milliseconds, over LATENCY_REPEATS
+    timings after one warm-up, and their interquartile range (how much the timings varied)."""
     model = model.cpu().eval()
     batch = batch[:LATENCY_BATCH].cpu()
     times = []
@@ -108,7 +110,14 @@ def latency_ms(model: nn.Module, batch: torch.Tensor) -> tuple[float, float]:
             started = time.perf_counter()
             model(batch)
             times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times), max(times) - min(times)
+    low, _, high = statistics.quantiles(times, n=4)
+    return statistics.median(times), high - low
+
+
+def footprint(model: nn.Module, batch: torch.Tensor) -> dict[str, float]:
+    """The model as deployed: its bytes, and its CPU latency per batch of LATENCY_BATCH with its spread."""
+    median, spread = latency_ms(model, batch)
+    return dict(zip(FOOTPRINT, (float(size_bytes(model)), median, spread), strict=True))
 
 
 def compressed_metrics(
@@ -123,8 +132,7 @@ def compressed_metrics(
     out = {f"uncompressed_{k}": v for k, v in evaluate(trained).items()}
     out |= evaluate(small)
     for prefix, m in (("", small), ("uncompressed_", copy.deepcopy(trained).cpu().eval())):
-        out[f"{prefix}{MODEL_SIZE.name}"] = float(size_bytes(m))
-        out[f"{prefix}latency_ms"], out[f"{prefix}latency_spread_ms"] = latency_ms(m, batch)
+        out |= {f"{prefix}{k}": v for k, v in footprint(m, batch).items()}
         out[f"{prefix}nonzero_fraction"] = nonzero_fraction(m)
-    out["load_average"], out["cpu_count"] = os.getloadavg()[0], float(os.cpu_count() or 1)
+    out[LOAD], out[CORES] = os.getloadavg()[0], float(os.cpu_count() or 1)
     return out

@@ -146,6 +146,16 @@ class Compression(Model):
         return f"{pruning}, then {epochs} of fine-tuning with the zeroed weights held at zero"
 
 
+# What the worker measures of every run beside its metrics (TrialRecord.measured): the script's wall time in
+# seconds (training and its evaluations), the epochs it reported, and at a held-out evaluation the judged
+# model's bytes and CPU latency per batch (median of repeated timings, with their interquartile range); the
+# machine's 1-minute load average and cores when the run ended say whether the timings shared the machine.
+MEASURED = ("train_time_s", "epochs_run", "size_bytes", "latency_ms")
+SPREAD = "latency_spread_ms"
+LOAD = "load_1m"
+CORES = "cores"
+
+
 class TrialRecord(Model):
     number: int
     state: TrialStateName
@@ -160,10 +170,20 @@ class TrialRecord(Model):
     confusion: list[list[int]] = Field(
         default_factory=list, description="held-out confusion matrix, rows true class, columns predicted"
     )
+    measured: dict[str, float] = Field(
+        default_factory=dict,
+        description="what the worker measured of the run beside the script's metrics (MEASURED): its wall "
+        "time and epochs, and at a held-out evaluation the model's size and CPU latency",
+    )
     seed: int | None = None
     duration_s: float | None = None
     error: str | None = None
     retry_of: int | None = None
+
+    def reading(self, key: str) -> float | None:
+        """A metric the script reported under `key`, else a measurement the worker took of its run."""
+        value = self.metrics.get(key, self.measured.get(key))
+        return None if value is None else float(value)
 
 
 class Comparison(Model):
@@ -177,6 +197,9 @@ class Comparison(Model):
     baseline_mean: float
     baseline_std: float
     difference: float
+    difference_std: float | None = Field(
+        default=None, description="std of the paired differences across seeds; None with one seed"
+    )
     ci_low: float | None = Field(description="interval of the difference at `ci_level`; None with one seed")
     ci_high: float | None
     p_value: float | None

@@ -75,6 +75,7 @@ def to_record(trial: FrozenTrial) -> TrialRecord:
         intermediate=dict(trial.intermediate_values),
         curve=trial.user_attrs.get("curve", []),
         confusion=trial.user_attrs.get("confusion", []),
+        measured=trial.user_attrs.get("measured", {}),
         seed=ticket.get("seed"),
         duration_s=duration,
         error=trial.user_attrs.get("error") or (LOST if trial.state == TrialState.FAIL else None),

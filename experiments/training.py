@@ -112,7 +112,7 @@ _NOTES: dict[int, dict[str, Any]] = {}
 
 
 def take_notes(trial: Any) -> dict[str, Any]:
-    """What the script noted for `trial` (keys `curve`, `confusion`), forgotten here once taken."""
+    """What the script noted for `trial` (keys `curve`, `confusion`, `measured`), forgotten here once taken."""
     return _NOTES.pop(id(trial), {})
 
 
@@ -169,8 +169,9 @@ def final_metrics(
     """Validation metrics, and test metrics (prefixed `test_`) only when the held-out split is asked for.
 
     Called with `trial`, this is the run's final evaluation: the held-out confusion matrix is noted for the
-    trial's record, and under the plan's compression (experiments.compression) the metrics are the compressed
-    model's, with the trained model's prefixed `uncompressed_`, sizes and CPU latencies beside them."""
+    trial's record with the judged model's size and CPU latency (TrialRecord.measured), and under the plan's
+    compression (experiments.compression) the metrics are the compressed model's, with the trained model's
+    prefixed `uncompressed_`, sizes and CPU latencies beside them."""
 
     def measure(m: torch.nn.Module) -> dict[str, float]:
         metrics = evaluate(m, *splits["validation"])
@@ -179,14 +180,22 @@ def final_metrics(
         return metrics
 
     how = compression.active() if trial is not None else None
+    batch = splits["validation"][0]
     if how is None:
         metrics = measure(model)
     else:
         small = compression.compress(model, how, splits.get("train"))
-        metrics = compression.compressed_metrics(model, small, measure, splits["validation"][0])
+        metrics = compression.compressed_metrics(model, small, measure, batch)
         model = small
     if holdout and trial is not None:
         record_confusion(trial, logits_of(model, splits["test"][0]), splits["test"][1])
+        # the judged model's size and latency, measured once: the compressed model's are in its metrics
+        measured = (
+            compression.footprint(model, batch)
+            if how is None
+            else {k: metrics[k] for k in compression.FOOTPRINT}
+        )
+        _NOTES.setdefault(id(trial), {})["measured"] = measured
     return metrics
 
 

@@ -27,7 +27,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from experiments import entry, sandbox
+from experiments import entry, measures, sandbox
 from experiments import storage as storages
 from experiments.boxed import BoxError, Child, Result, describe
 from experiments.program import ProgramScript, is_program
@@ -226,7 +226,9 @@ def run_trial(
                 "holdout": ticket.holdout,
                 "device": spec.device,
             }
+            started = time.monotonic()
             result = trials.run(trial, call, spec.trial_timeout_s)
+            result.notes["measured"] = measures.of_run(result.notes, time.monotonic() - started)
         # the learning curve and confusion matrix the script noted go into the same write as its metrics
         outcome = _outcome(result, spec)
         beating = alive.pop_all()
@@ -331,8 +333,7 @@ def _trials(study: optuna.Study, spec: StudySpec, workspace: Path, workers: int)
     """Where this worker's trials run, started and ready, and the script's defaults (read, not imported)."""
     script = workspace / spec.script
     box = sandbox.Box(box_spec(spec), workspace, workers, spec.trial_timeout_s)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cores // max(1, workers))
+    threads = max(1, measures.cores() // max(1, workers))
     try:
         source = script.read_text()
         if is_program(source):

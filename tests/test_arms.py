@@ -15,7 +15,7 @@ from agent.plan.planner import make_plan, render_markdown
 from agent.plan.rules import PlanInvalid, check_plan
 from agent.report import render as reporting
 from agent.results import ArmResult
-from agent.schemas import Arm, Budget, ExperimentPlan
+from agent.schemas import Arm, Budget, ExperimentPlan, HeadToHead, Margin, SecondaryObjective
 from experiments import registry
 from experiments.records import Metric, SearchParam, TrialRecord
 from experiments.stats import holm
@@ -187,7 +187,9 @@ def test_holm_keeps_order_and_skips_missing_tests():
 
 @pytest.fixture(scope="module")
 def three_arm_run(tmp_path_factory) -> Path:
-    """A real small run on tabular-mlp: the control, an arm identical to it, and an arm cut to one epoch."""
+    """A real small run on tabular-mlp: the control, an arm identical to it, and an arm cut to one epoch, the
+    two treatments also head-to-head, with training time and epochs run as secondary objectives and the noise
+    floor as the non-inferiority margin."""
     tmp = tmp_path_factory.mktemp("arms")
     settings = Settings(reports_dir=tmp / "reports")
     task = registry.get("tabular-mlp")
@@ -203,7 +205,10 @@ def three_arm_run(tmp_path_factory) -> Path:
                     technique="1 epoch",
                     fixed={"epochs": 1},
                 ),
-            ]
+            ],
+            secondary=[SecondaryObjective(name="train_time_s"), SecondaryObjective(name="epochs_run")],
+            margin=Margin(asked_by="without losing accuracy"),
+            head_to_head=[HeadToHead(first="same", second="one-epoch")],
         ),
         settings,
         task.name,
@@ -246,7 +251,50 @@ def test_cutting_epochs_to_one_is_judged_worse_and_the_report_says_so_first(thre
     assert {c["treatment"] for c in stored["comparisons"]} == {"same", "one-epoch"}
 
 
-def test_a_report_refuses_arm_runs_that_are_not_in_storage(three_arm_run: Path, tmp_path: Path):
+def test_the_report_answers_head_to_head_the_margin_and_the_measured_time_and_epochs(three_arm_run: Path):
+    data = reporting.load_data(three_arm_run / reporting.DATA)
+    rows = {(c.treatment, c.control): c for c in data.comparisons}
+    head = rows["same", "one-epoch"]
+    assert head.kind == "head-to-head" and head.verdict == "better"
+    assert head.statement.startswith("10 epochs again is better than 1 epoch")
+    cut = rows["one-epoch", "ten-epochs"]
+    assert cut.margin.verdict == "inferior" and not cut.margin.stated
+    assert head.margin is None  # a margin is against the control
+    epochs = next(s for s in cut.secondary if s.name == "epochs_run")
+    assert (epochs.comparison.difference, epochs.verdict) == (
+        -9.0,
+        "better",
+    )  # 1 epoch run against 10, exactly
+    time = next(s for s in cut.secondary if s.name == "train_time_s")
+    assert time.comparison.ci_low is not None and time.comparison.difference < 0
+    result = json.loads((three_arm_run / "results.json").read_text())
+    stored = {
+        r["seed"]: r["measured"] for a in result["arms"] if a["name"] == "one-epoch" for r in a["final"]
+    }
+    assert time.comparison.candidate_mean == pytest.approx(
+        sum(m["train_time_s"] for m in stored.values()) / 5
+    )
+    assert all(
+        m["epochs_run"] == 1.0 and m["size_bytes"] > 0 and m["latency_ms"] > 0 for m in stored.values()
+    )
+    same = rows["same", "ten-epochs"]
+    assert same.verdict == "no detectable difference" and same.detectable.startswith("With 5 seeds")
+    text = (three_arm_run / reporting.MARKDOWN).read_text()
+    assert "| same | one-epoch (head-to-head) |" in text
+    assert f"*same vs ten-epochs, no detectable difference:* {same.detectable}" in text
+    assert "### Within the margin" in text and "### Secondary objectives" in text
+    assert "| `epochs_run` | 1 epoch vs 10 epochs |" in text
+    answer = text.splitlines()[2]
+    assert (
+        "training time between 1 epoch and 10 epochs" in answer or "1 epoch has less training time" in answer
+    )
+    assert "1 epoch has fewer epochs run than 10 epochs: -9.0000" in answer
+
+
+@pytest.mark.parametrize(("field", "key"), [("metrics", "test_accuracy"), ("measured", "train_time_s")])
+def test_a_report_refuses_arm_runs_that_are_not_in_storage(
+    three_arm_run: Path, tmp_path: Path, field: str, key: str
+):
     import shutil
 
     from agent.report.checks import ReportError
@@ -256,7 +304,7 @@ def test_a_report_refuses_arm_runs_that_are_not_in_storage(three_arm_run: Path, 
     shutil.copytree(three_arm_run, copy)
     result = json.loads((copy / "results.json").read_text())
     arm = next(a for a in result["arms"] if a["name"] == "one-epoch")
-    arm["final"][0]["metrics"]["test_accuracy"] = 0.999
+    arm["final"][0][field][key] = 0.999
     (copy / "results.json").write_text(json.dumps(result))
     with pytest.raises(ReportError, match="arm one-epoch final"):
         collect(copy, Settings(reports_dir=tmp_path))

@@ -59,7 +59,9 @@ def patch_changes(result: RunResult, reference: dict[str, Any]) -> list[PatchCha
         return []
     arm = next((a for a in result.plan.arm_list() if a.name == result.best_arm), None)
     own = [*arm.fixed, *(p.name for p in arm.search)] if arm else []
-    answer = next((c for c in result.comparisons if c.treatment == result.best_arm), None)
+    answer = next(
+        (c for c in result.comparisons if c.treatment == result.best_arm and c.kind == "vs control"), None
+    )
     changed = differences(result.best.params, reference, own)
     rows = {r.param: r for r in (result.ablation.rows if result.ablation else [])}
     out = []
@@ -95,7 +97,7 @@ def patch_changes(result: RunResult, reference: dict[str, Any]) -> list[PatchCha
 def _other_arms(result: RunResult, reference: dict[str, Any], said: set[str]) -> list[PatchChange]:
     """The treatments the patch does not carry, each defining value left out with its arm's verdict, so that
     "no detectable effect of dropout" is followed by "dropout: out", not by silence."""
-    verdicts = {c.treatment: c.verdict for c in result.comparisons}
+    verdicts = {c.treatment: c.verdict for c in result.comparisons if c.kind == "vs control"}
     chosen = {a.name: a.best for a in result.arms}
     out = []
     for arm in result.plan.arms:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from agent.schemas import Conclusion
+from experiments import stats
 from experiments.records import Comparison, Model, TrialRecord
 
 ALPHA = 0.05
+POWER = 0.8  # of the smallest difference a *no detectable difference* says the seeds could have detected
 RULE = (
     f"*improved* when the difference is in the metric's direction, significant (paired t-test p < {ALPHA:g}, "
     "or a 95% interval of non-zero width that excludes 0) and larger than the noise floor; *worse* the same "
@@ -63,6 +65,31 @@ class Verdict(Model):
     evidence: list[str] = Field(default_factory=list)
     next_steps: list[str] = Field(default_factory=list)
     rule: str = RULE
+
+
+def detectable_line(c: Comparison, tests: int, looks: int = 1) -> str:
+    """Under *no detectable difference*: the smallest true difference these seeds would find with POWER
+    probability, at Holm's strictest level over `tests` comparisons (alpha / tests / looks), and never below
+    the noise floor, which a finding must exceed as well."""
+    if c.n_seeds < 2 or c.difference_std is None:
+        return (
+            "One seed allows no test: no difference, however large, could have been detected; run more seeds."
+        )
+    alpha = ALPHA / (max(1, tests) * looks)
+    power = stats.detectable(c, alpha, POWER) or 0.0
+    smallest = max(power, c.noise_floor)
+    level = f"α = {alpha:.3g}" + (f", Holm's strictest level over {tests} comparisons" if tests > 1 else "")
+    floor = (
+        f", raised to the noise floor {fmt(c.noise_floor)} that a finding must also exceed"
+        if c.noise_floor > power
+        else ""
+    )
+    return (
+        f"With {c.n_seeds} seeds this comparison could detect a difference of {fmt(smallest)} held-out "
+        f"{c.metric} or more: {fmt(power)} at {100 * POWER:.0f}% power for a two-sided paired t-test at {level} "
+        f"from the paired differences' std {fmt(c.difference_std)}{floor}; a smaller true difference would "
+        "usually go unseen."
+    )
 
 
 def better(a: float, b: float, direction: str) -> bool:
@@ -155,6 +182,7 @@ def verdict(
             f"The candidate differs from the baseline by {how_much} on the {where}, "
             f"but {' and '.join(reasons)} ({sure})."
         )
+        evidence.append(detectable_line(c, 1, c.looks))
     approve = f"`research-loop approve {run_id}`"
     if outcome == "improved":
         steps = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from agent.analyse.comparisons import compare_arms
+from agent.analyse.comparisons import answer
 from agent.loop.arms import select_arms, validation_mean
 from agent.loop.sequential import Sequential
 from agent.results import RoundResult, RunResult
@@ -38,8 +38,8 @@ def conclude(
     arms = plan.arm_list()
     results, shared = select_arms(plan, task, rounds, finals)
     looks = sequential.looks
-    comparisons = compare_arms(plan.arms, results, task.metric, looks)
-    supported = {c.treatment for c in comparisons if c.verdict == "better"}
+    comparisons = answer(plan, results, task.metric, looks)
+    supported = {c.treatment for c in comparisons if c.verdict == "better" and c.kind == "vs control"}
     pool = results
     if comparisons:  # a plan with a control: only a treatment judged better displaces it
         pool = [

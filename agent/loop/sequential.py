@@ -100,13 +100,13 @@ def settled(
     looks: int,
 ) -> str:
     """Why the answer is clear, or "" while it is not: every treatment judged better or worse than the
-    control, or (without arms) the patch's interval against the defaults excludes 0, at the level corrected
+    control (and every head-to-head pair one way or the other), or (without arms) the patch's interval against the defaults excludes 0, at the level corrected
     for `looks`. Seeds that all give the same values are settled too: more of them repeat the same run."""
     results, _ = select_arms(plan, task, rounds, finals)
     level = f"every interval at the {100 * (1 - 0.05 / looks):.4g}% level excludes 0"
     repeated = "every seed gave the same result, so the seed does not reach the script and more cannot help"
     if plan.arms:
-        judged = compare_arms(plan.arms, results, task.metric, looks)
+        judged = compare_arms(plan.arms, results, task.metric, looks, plan.head_to_head)
         if any(c.verdict == "not measurable" for c in judged):
             return repeated
         return level if judged and all(c.verdict in ("better", "worse") for c in judged) else ""

@@ -39,6 +39,7 @@ def fingerprint(record: TrialRecord) -> str:
     """What must agree between a trial in results.json and the same trial in storage (floats exactly)."""
     fields = (record.number, record.state, record.value, record.params, record.metrics, record.seed)
     fields += (record.curve, record.confusion)  # what the learning curves and confusion matrix draw
+    fields += (record.measured,)  # what the secondary objectives compare
     return json.dumps(fields, sort_keys=True, default=repr)
 
 

@@ -7,11 +7,12 @@ import statistics
 
 from pydantic import Field
 
+from experiments import records
 from experiments.records import Compression, Model, TrialRecord
 
 # Recorded by experiments.compression for each run (the compressed model's under the plain names).
 MEASURES = ("size_bytes", "latency_ms", "latency_spread_ms", "nonzero_fraction")
-LOAD = ("load_average", "cpu_count")  # the machine's state when each run measured its latency
+LOAD = (records.LOAD, records.CORES)  # the machine's state when each run measured its latency
 
 
 class CompressionRow(Model):

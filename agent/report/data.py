@@ -18,7 +18,7 @@ from agent import runs
 from agent.analyse import evidence
 from agent.analyse.ablation import MAX_VARIANTS
 from agent.analyse.comparisons import RULE as COMPARISON_RULE
-from agent.analyse.comparisons import compare_arms
+from agent.analyse.comparisons import answer, answer_patch
 from agent.analyse.verdict import Verdict, errors, verdict
 from agent.config import Settings
 from agent.report.calibration import Calibration, calibration
@@ -74,7 +74,7 @@ from agent.report.studies import (
     strategy_label,
     study_title,
 )
-from agent.results import ArmComparison, PatchChange, RunResult
+from agent.results import ArmComparison, MarginTest, PatchChange, RunResult, SecondaryComparison
 from agent.schemas import ExperimentPlan, NotDone, RunInfo, Setting
 from experiments import registry
 from experiments import storage as storages
@@ -113,6 +113,10 @@ class ReportData(Model):
         default_factory=dict, description="the shared values every arm was re-run at; empty: each at its own"
     )
     comparison_rule: str = COMPARISON_RULE
+    margin: MarginTest | None = Field(default=None, description="without a control: the candidate's margin")
+    secondary: list[SecondaryComparison] = Field(
+        default_factory=list, description="without a control: the candidate's secondary objectives"
+    )
     not_done: list[NotDone] = Field(default_factory=list)
     ablation: list[AblationView] = Field(default_factory=list)
     ablation_against: str = ""
@@ -306,7 +310,10 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     plan_usage = plan.usage if plan else None
     # recomputed from the verified runs, never taken from results.json's own sentences
     looks = results.looks if isinstance(results, RunResult) else 1
-    comparisons = compare_arms(plan.arms, arm_results, view.metric, looks) if plan else []
+    comparisons = answer(plan, arm_results, view.metric, looks) if plan else []
+    margin, secondary = (
+        answer_patch(plan, view.final, view.baseline, view.metric, looks) if plan else (None, [])
+    )
     return ReportData(
         run_id=info.run_id,
         kind=info.kind,
@@ -325,6 +332,8 @@ def collect(folder: Path, settings: Settings) -> ReportData:
         arms=arm_rows(plan, arm_results, view.metric),
         compared_at=results.compared_at if isinstance(results, RunResult) else {},
         comparisons=comparisons,
+        margin=margin,
+        secondary=secondary,
         not_done=plan.not_done if plan else [],
         patch_changes=_patch_changes(results, comparisons),
         arm_variants=results.arm_variants if isinstance(results, RunResult) else {},

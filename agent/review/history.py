@@ -52,7 +52,10 @@ def _conclusion(folder: Path) -> str:
         return "unreadable report"
     # a run with arms answers its question with their verdicts; the patch's gain on the defaults is not it
     if data.comparisons:
-        return "; ".join(f"{c.treatment}: {c.verdict}" for c in data.comparisons)
+        return "; ".join(
+            f"{c.treatment}{f' vs {c.control}' if c.kind == 'head-to-head' else ''}: {c.verdict}"
+            for c in data.comparisons
+        )
     return data.verdict.outcome
 
 

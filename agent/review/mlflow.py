@@ -197,7 +197,7 @@ def _write(w: _Writer, folder: Path, data: ReportData, results: StudyResult | Ru
     defaults = _series(f"test_{metric}", [(s.seed, s.baseline) for s in seeds])
     defaults += _series(metric, [(s.seed, s.baseline_validation) for s in seeds])
     w.run("untuned defaults (baseline)", "baseline", parent, data.plan_defaults, defaults)
-    by_treatment = {c.treatment: c for c in data.comparisons}
+    by_treatment = {c.treatment: c for c in data.comparisons if c.kind == "vs control"}
     for arm in data.arms:
         _arm(w, parent, data, arm, by_treatment.get(arm.name))
     if not data.arms and data.candidate is not None:
