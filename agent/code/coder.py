@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent import runs
 from agent.code.checks import PREFLIGHT_TIMEOUT_S, Preflight, Subject, UnsafePath, run_checks, safe_path
-from agent.code.diffs import apply_file_edits, sha256, to_file_edits, unified_diff
+from agent.code.diffs import ModelEdit, apply_file_edits, merged, sha256, to_file_edits, unified_diff
 from agent.code.edits import plain
 from agent.code.edits.activation import change_activation
 from agent.code.edits.base import expose_constant, set_default, write_defaults
@@ -37,7 +37,7 @@ from agent.code.source import EditError
 from agent.config import Settings
 from agent.plan import llm as llms
 from agent.plan.structured import Waiting, ask, render_messages
-from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, ExperimentPlan, FileEdit, TokenUsage
+from agent.schemas import CheckResult, CodeChangeIntent, CodePatch, ExperimentPlan, TokenUsage
 from experiments import seal as seals
 from experiments.program import is_program
 from experiments.records import Direction, Model
@@ -53,13 +53,6 @@ PROMPT = "prompts/code_edit.md.j2"
 
 class PatchError(RuntimeError):
     """No patch could be made or read at all (as opposed to a patch that fails a check); one line says why."""
-
-
-class ModelEdit(FileEdit):
-    """A model's search/replace block: `old` occurs once, or, with `every`, wherever it occurs (a small model
-    asked to swap each ReLU repeats `nn.ReLU()` rather than copy the lines that tell them apart)."""
-
-    every: bool = False
 
 
 class EditAnswer(Model):
@@ -301,7 +294,7 @@ def _free_form(
     tried: list[CodePatch] = []
 
     def finish(answer: EditAnswer) -> CodePatch:
-        edits = _merged(answer.edits)
+        edits = merged(answer.edits)
         every = [n for n, edit in enumerate(edits, 1) if edit.every]
         text = apply_file_edits({job.name: base}, list(edits), every)[job.name]
         tried.append(job.check(job.build(text, answer.rationale)))
@@ -327,16 +320,6 @@ def _free_form(
     except llms.LLMError as exc:
         raise PatchError(str(exc)) from None
     return answer.value, answer.usage
-
-
-def _merged(edits: list[ModelEdit]) -> list[ModelEdit]:
-    """The edits with repeats of one search/replace block made one block marked `every`: a small model asked
-    to change each ReLU writes the same `nn.ReLU()` block once per place it means."""
-    seen: dict[tuple[str, str, str], ModelEdit] = {}
-    for edit in edits:
-        key = (edit.path, edit.old, edit.new)
-        seen[key] = edit.model_copy(update={"every": True}) if key in seen else edit
-    return list(seen.values())
 
 
 def load_record(run_folder: Path) -> PatchRecord:

@@ -2,7 +2,8 @@
 
 Every patch, structured or from an LLM, ends as a list of `FileEdit`s whose `old` text occurs exactly once, so
 applying it is never a guess: a block that does not match, or matches twice, is refused with a message that
-says which.
+says which. A model's block may say `every` (change each place it occurs), and `merged` makes a block it
+repeats one such block.
 """
 
 from __future__ import annotations
@@ -75,3 +76,20 @@ def to_file_edits(path: str, before: str, after: str) -> list[FileEdit]:
     except EditError:
         pass
     return [FileEdit(path=path, old=before, new=after)] if before != after else []
+
+
+class ModelEdit(FileEdit):
+    """A model's search/replace block: `old` occurs once, or, with `every`, wherever it occurs (a small model
+    asked to swap each ReLU repeats `nn.ReLU()` rather than copy the lines that tell them apart)."""
+
+    every: bool = False
+
+
+def merged(edits: list[ModelEdit]) -> list[ModelEdit]:
+    """The edits with repeats of one search/replace block made one block marked `every`: a small model asked
+    to change each ReLU writes the same `nn.ReLU()` block once per place it means."""
+    seen: dict[tuple[str, str, str], ModelEdit] = {}
+    for edit in edits:
+        key = (edit.path, edit.old, edit.new)
+        seen[key] = edit.model_copy(update={"every": True}) if key in seen else edit
+    return list(seen.values())

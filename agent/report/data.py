@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from agent import runs
 from agent.analyse import evidence
@@ -68,7 +68,9 @@ from agent.report.studies import (
     Results,
     curves,
     finalists,
+    load_results,
     normalise,
+    plan_of,
     searched_ranges,
     searched_rounds,
     strategy_label,
@@ -79,10 +81,8 @@ from agent.schemas import ExperimentPlan, NotDone, RunInfo, Setting
 from experiments import registry
 from experiments import storage as storages
 from experiments.program import SAME_SPLIT
-from experiments.records import Comparison, Cost, Metric, Model, SearchParam, StudyResult, TrialRecord
+from experiments.records import Comparison, Cost, Metric, Model, SearchParam, TrialRecord
 
-RESULTS_FILE = "results.json"
-PLAN_FILE = "plan.json"
 TOP_TRIALS = 5
 
 
@@ -172,29 +172,6 @@ class ReportData(Model):
     plots: list[Plot] = Field(default_factory=list)
 
 
-def load_results(folder: Path, info: RunInfo) -> Results | None:
-    path = folder / RESULTS_FILE
-    if not path.is_file():
-        return None
-    kind = RunResult if info.kind == "run" else StudyResult
-    try:
-        return kind.model_validate_json(path.read_text())
-    except (ValidationError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} is corrupted ({type(exc).__name__}); the run cannot be reported") from None
-
-
-def _plan(folder: Path, results: Results | None) -> ExperimentPlan | None:
-    if isinstance(results, RunResult):
-        return results.plan
-    path = folder / PLAN_FILE
-    if not path.is_file():
-        return None
-    try:
-        return ExperimentPlan.model_validate_json(path.read_text())
-    except (ValidationError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} is corrupted ({type(exc).__name__})") from None
-
-
 def _patch_changes(results: Results, comparisons: list[ArmComparison]) -> list[PatchChange]:
     """The final patch's changes, in or out, judged again from the verified runs and the stored references."""
     if not isinstance(results, RunResult):
@@ -225,7 +202,7 @@ def _failed_run(folder: Path, info: RunInfo) -> ReportData:
         idea=info.idea,
         task=task,
         metric=metric,
-        plan=_plan(folder, None),
+        plan=plan_of(folder, None),
         code=code_changes(folder),
         cost=Cost(),
         repro=Reproducibility(
@@ -256,7 +233,7 @@ def collect(folder: Path, settings: Settings) -> ReportData:
     results = load_results(folder, info)
     if results is None:
         return _failed_run(folder, info)
-    plan = _plan(folder, results)
+    plan = plan_of(folder, results)
     view = normalise(results)
     tuning = [t for _, _, s in view.studies for t in s.trials]
     check_direction(

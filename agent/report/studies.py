@@ -6,9 +6,15 @@ computes from it: each strategy's label, the finalists, their learning curves an
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import ValidationError
+
 from agent.loop.arms import MATCHED
+from agent.report.checks import ReportError
 from agent.report.curves import LearningCurve, learning_curve
 from agent.results import ArmResult, RunResult
+from agent.schemas import ExperimentPlan, RunInfo
 from experiments.records import Comparison, Cost, Metric, Model, StudyResult, TrialRecord
 
 Results = StudyResult | RunResult
@@ -114,3 +120,32 @@ def study_title(view: Studies) -> str:
     samplers = ", ".join(sorted({s.sampler for _, _, s in view.studies})) or "no"
     trials = sum(len(s.trials) for _, _, s in view.studies)
     return f"{view.task}, {samplers} search over {trials} trials"
+
+
+RESULTS_FILE = "results.json"
+PLAN_FILE = "plan.json"
+
+
+def load_results(folder: Path, info: RunInfo) -> Results | None:
+    """The run's results.json as its kind's results; None before it has any."""
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        return None
+    kind = RunResult if info.kind == "run" else StudyResult
+    try:
+        return kind.model_validate_json(path.read_text())
+    except (ValidationError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is corrupted ({type(exc).__name__}); the run cannot be reported") from None
+
+
+def plan_of(folder: Path, results: Results | None) -> ExperimentPlan | None:
+    """The plan a run followed: the one its results carry, else its plan.json (a study's run has none)."""
+    if isinstance(results, RunResult):
+        return results.plan
+    path = folder / PLAN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return ExperimentPlan.model_validate_json(path.read_text())
+    except (ValidationError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is corrupted ({type(exc).__name__})") from None

@@ -12,8 +12,8 @@ from pathlib import Path
 from agent import runs
 from agent.analyse.verdict import fmt_p, signed
 from agent.report.checks import ReportError
-from agent.report.data import load_results
 from agent.report.render import DATA, load_data
+from agent.report.studies import load_results
 from agent.results import RunResult
 from agent.review import review
 from agent.schemas import Decision, RunInfo

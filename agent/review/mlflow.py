@@ -22,8 +22,9 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
 
 from agent import runs
 from agent.report import render as reporting
-from agent.report.data import ReportData, load_results
+from agent.report.data import ReportData
 from agent.report.rows import ArmRow, StrategyRow
+from agent.report.studies import load_results
 from agent.results import ArmComparison, RunResult
 from experiments.records import Comparison, Model, StudyResult, TrialRecord
 
