@@ -189,8 +189,9 @@ def test_a_model_that_drops_a_part_has_it_listed_and_carries_the_new_fields():
         secondary=["train_time_s", "cpu_watts"],
         head_to_head=[["wd", "dropout"]],
     )
-    with FakeOpenAI([tool(answer)]) as server:
+    with FakeOpenAI([tool(answer), tool(answer)]) as server:  # sent back once, the same answer again
         plan = planner.make_plan(idea, Settings(llm="openai-compatible:fake", base_url=server.base_url))
+    assert "coverage: the idea asks for 'within 1 point'" in server.requests[1]["messages"][-1]["content"]
     assert [s.name for s in plan.secondary] == ["train_time_s"]
     assert [(h.first, h.second) for h in plan.head_to_head] == [("wd", "dropout")]
     assert plan.margin is None  # the model dropped the margin: the check lists it

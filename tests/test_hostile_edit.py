@@ -42,7 +42,8 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str) -> tuple[
     monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-hostile-never-seen")
-    replies = [tool(PLAN), *[tool({"edits": [edit]})] * 3]
+    # the plan is sent back once for the idea's 'relu' it does not honour, and comes back the same
+    replies = [tool(PLAN), tool(PLAN), *[tool({"edits": [edit]})] * 3]
     with FakeOpenAI(replies) as server:
         argv = ["run", "Does GELU instead of ReLU help the digits CNN?", "--llm", "openai-compatible:fake"]
         monkeypatch.setenv("RESEARCH_LOOP_BASE_URL", server.base_url)

@@ -140,7 +140,7 @@ def test_a_condition_the_script_has_no_setting_for_becomes_a_not_done_entry() ->
 
 def test_a_plan_that_searches_nothing_tunes_what_the_offline_reading_tunes() -> None:
     with FakeOpenAI([tool(plan_answer(search_space=[]))]) as server:
-        plan = planner.make_plan(IDEA, settings(server))
+        plan = planner.make_plan(IDEA, settings(server, llm_repairs=0))
     assert [p.name for p in plan.search_space] == ["learning_rate"] and len(server.requests) == 1
     assert "nothing was searched, so every arm tunes learning_rate" in " ".join(plan.notes)
 
@@ -150,7 +150,7 @@ def test_a_lone_arm_that_searches_only_the_shared_space_is_no_comparison() -> No
     lr = {"name": "learning_rate", "low": 2.0, "high": 0.0005, "log": True}
     arms = [{"name": "learning_rate", "role": "treatment", "search": [lr]}]
     with FakeOpenAI([tool(plan_answer(search_space=[lr], arms=arms))]) as server:
-        plan = planner.make_plan(IDEA, settings(server))
+        plan = planner.make_plan(IDEA, settings(server, llm_repairs=0))
     assert plan.arms == [] and [(p.name, p.low, p.high) for p in plan.search_space] == [
         ("learning_rate", 0.0005, 2.0)
     ]
@@ -329,7 +329,7 @@ def test_revise_plan_sends_plan_and_findings_and_keeps_the_task() -> None:
         [tool(plan_answer()), tool(plan_answer(task="tabular-mlp", search_space=wider))]
     ) as server:
         first = planner.make_plan(IDEA, settings(server))
-        revised = planner.revise_plan(first, [finding], settings(server))
+        revised = planner.revise_plan(first, [finding], settings(server, llm_repairs=0))
     assert revised.task == "digits-cnn" and revised.idea == IDEA
     assert revised.search_space[0].high == 1e-1
     assert revised.usage.calls == 2  # the first plan's call and the revision's
@@ -389,3 +389,31 @@ def test_a_models_arms_are_checked_like_the_rest_and_repaired() -> None:
     assert "arms[wider].fixed[width]: digits-cnn's script has no hyperparameter 'width'" in last_user_message(
         server.requests[1]
     )
+
+
+CLIP_IDEA = "Does clipping the gradient norm at 1.0 help the digits CNN?"
+CLIP = {"kind": "free_form", "target": "grad_clip", "description": "clip the gradient norm at 1.0 each step"}
+
+
+def test_a_part_of_the_idea_no_field_honours_goes_back_once_and_the_change_for_it_is_taken() -> None:
+    """The 1.5B model's plan for this idea tuned five settings and dropped the clipping without a word."""
+    with FakeOpenAI([tool(plan_answer()), tool(plan_answer(code_changes=[CLIP]))]) as server:
+        plan = planner.make_plan(CLIP_IDEA, settings(server))
+    assert "coverage: the idea asks for 'clipping'" in last_user_message(server.requests[1])
+    assert [(c.kind, c.target) for c in plan.code_changes] == [("free_form", "grad_clip")]
+    assert not [n for n in plan.not_done if "clipping" in n.condition]
+    assert plan.usage.calls == 2
+
+
+def test_a_part_still_missing_after_the_one_repair_is_listed_under_not_done_not_refused() -> None:
+    with FakeOpenAI([tool(plan_answer()), tool(plan_answer())]) as server:
+        plan = planner.make_plan(CLIP_IDEA, settings(server, llm_repairs=2))
+    assert len(server.requests) == 2  # asked once, not again at every repair
+    assert [n.condition for n in plan.not_done if "clipping" in n.condition] == ["not honoured: 'clipping'"]
+
+
+def test_with_no_repair_allowed_the_first_plan_stands_with_the_part_under_not_done() -> None:
+    with FakeOpenAI([tool(plan_answer())]) as server:
+        plan = planner.make_plan(CLIP_IDEA, settings(server, llm_repairs=0))
+    assert len(server.requests) == 1 and plan.code_changes == []
+    assert "not honoured: 'clipping'" in [n.condition for n in plan.not_done]

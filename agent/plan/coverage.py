@@ -177,6 +177,14 @@ def account(plan: ExperimentPlan) -> ExperimentPlan:
     return plan.model_copy(update={"coverage": coverage, "not_done": [*plan.not_done, *added]})
 
 
+def unhonoured(plan: ExperimentPlan) -> list[str]:
+    """The parts of the idea the vocabulary knows (a technique, a setting, an objective, ...) that the plan
+    neither honours nor lists: what a model is asked about once before this check lists them itself. Parts no
+    rule reads are not sent back: they may be an injected instruction."""
+    _, entries, _ = _account(plan)
+    return [e.condition.removeprefix(_NOT_HONOURED) for e in entries if e.condition.startswith(_NOT_HONOURED)]
+
+
 def dropped(plan: ExperimentPlan) -> int:
     """How many parts of the idea the plan neither honours nor lists under Not done (0 after `account`)."""
     return _account(plan)[2]

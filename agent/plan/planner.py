@@ -105,6 +105,16 @@ def revise_plan(
     return revised.model_copy(update={"usage": plan.usage + revised.usage})
 
 
+def _missed(part: str) -> str:
+    """The repair line for a part of the idea the plan neither honours nor lists (the 1.5B model dropped
+    "clipping the gradient norm" without a word)."""
+    return (
+        f"coverage: the idea asks for {part}, which no field of this plan honours: add what does it (a code "
+        "change, kind free_form with the setting's name as target when no other kind does it) or a not_done "
+        "entry saying why not"
+    )
+
+
 def candidate_tasks(idea: str, task: str | None) -> tuple[list[Task], list[Task]]:
     """The tasks a model is shown in full (the one given, else those the idea's words point at most, as the
     offline planner ranks them) and the rest, shown by name and description only (none when one was given)."""
@@ -150,6 +160,7 @@ def _ask_for_plan(
     except llm.LLMError as exc:
         raise PlanError(str(exc)) from None
     messages = plan_messages(template, idea, settings, task, **context)
+    asked: list[list[str]] = []  # the parts nothing honoured, once sent back
 
     def finish(draft: PlanDraft) -> ExperimentPlan:
         spec = registry.TASKS.get(task or draft.task)
@@ -157,8 +168,14 @@ def _ask_for_plan(
             raise PlanInvalid(
                 [f"task: {draft.task!r} is not a registered task; choose one of {registry.names()}"]
             )
-        plan = drafts.expand(draft, idea, spec, settings, chat.spec, base, fixed_task=task)
-        return coverage.account(check_plan(plan, settings, task))
+        plan = check_plan(
+            drafts.expand(draft, idea, spec, settings, chat.spec, base, fixed_task=task), settings, task
+        )
+        missed, accounted = coverage.unhonoured(plan), coverage.account(plan)
+        if missed and not asked:
+            asked.append(missed)
+            raise structured.Improvable(accounted, [_missed(part) for part in missed])
+        return accounted
 
     try:
         answer = structured.ask(

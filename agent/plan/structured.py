@@ -91,6 +91,15 @@ class Answer(Generic[T]):
     mode: str
 
 
+class Improvable(ValueError):
+    """What `finish` raises for an answer it accepts but would rather see improved: its errors go back while a
+    repair is left, and once none is, the answer stands as `value`."""
+
+    def __init__(self, value: Any, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.value, self.errors = value, errors
+
+
 def _payload(message: AIMessage) -> Any:
     """The answer's arguments: the tool call's, or the first JSON object in the text."""
     if message.tool_calls:
@@ -178,6 +187,7 @@ def ask(
     usage = TokenUsage()
     attempts = 0
     room = llm.answer_tokens
+    fallback: Improvable | None = None
     while True:
         sent = [*messages, *([_json_only(schema)] if mode == "text" else []), *tail]
         _check_room(llm, sent, schema, mode, room)
@@ -199,6 +209,8 @@ def ask(
             parsed = schema.model_validate(payload)
             value = finish(parsed) if finish is not None else parsed
             return Answer(value=value, usage=usage, attempts=attempts, mode=mode)  # type: ignore[arg-type]
+        except Improvable as exc:
+            fallback, errors = exc, exc.errors[:MAX_ERRORS_SHOWN]
         except ValueError as exc:
             errors = errors_of(exc)[:MAX_ERRORS_SHOWN]
         if (raw.response_metadata or {}).get("finish_reason") == "length":
@@ -208,6 +220,8 @@ def ask(
             room = min(llm.answer_tokens, max(MIN_ROOM, 2 * spent_now.output_tokens))
         spent = usage.input_tokens + usage.output_tokens
         if attempts > repairs or (max_tokens is not None and spent >= max_tokens):
+            if fallback is not None:
+                return Answer(value=fallback.value, usage=usage, attempts=attempts, mode=mode)
             why = (
                 f"{attempts} answers" if attempts > repairs else f"the token budget ({spent} of {max_tokens})"
             )

@@ -51,10 +51,12 @@ def sets(canonical: str, value: Setting | None = None) -> Honour:
                 value is None or value in (p.choices or [])
             ):
                 return f"search_space[{p.name}]"
-        if value is None:
-            for c in plan.code_changes:
-                if priors.ALIASES.get(c.target, c.target) == canonical:
-                    return f"code_changes[{c.target}]"
+        for c in plan.code_changes:  # a change to the setting, saying the value where one is named
+            said = f"{c.value if c.value is not None else ''} {c.description}".lower()
+            if priors.ALIASES.get(c.target, c.target) == canonical and (
+                value is None or str(value).lower() in said
+            ):
+                return f"code_changes[{c.target}]"
         return ""
 
     return honours
