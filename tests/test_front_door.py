@@ -1,5 +1,5 @@
 """`research-loop run ... | cat`: every path and command whole on one line, library warnings in the run's log
-file instead of the terminal, and a Reproducibility command that parses when pasted."""
+file instead of the terminal, and a Reproducibility command that parses and re-runs when pasted."""
 
 from __future__ import annotations
 
@@ -35,6 +35,25 @@ def piped(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complete
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=reports.parent, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return done, runs.all_folders(reports)[0]
+
+
+def test_the_reproducibility_command_reruns_when_pasted_into_a_shell(piped):
+    """The command as the report prints it, pasted into bash from the folder the run started in."""
+    _, folder = piped
+    command = json.loads((folder / reporting.DATA).read_text())["repro"]["command"]
+    reports = folder.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESEARCH_LOOP_") and k != "COLUMNS"}
+    env |= {
+        "RESEARCH_LOOP_REPORTS_DIR": str(reports),
+        "RESEARCH_LOOP_CONFIG": str(reports.parent / "none.toml"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # where research-loop is
+    }
+    again = subprocess.run(
+        ["bash", "-c", command], env=env, capture_output=True, text=True, cwd=reports.parent, timeout=600
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    rerun = next(f for f in runs.all_folders(reports) if f != folder)
+    assert json.loads((rerun / reporting.DATA).read_text())["repro"]["command"] == command
 
 
 def test_a_piped_run_keeps_every_path_and_command_on_one_line(piped):
