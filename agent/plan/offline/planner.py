@@ -343,16 +343,22 @@ def _objective(
     if reading.arms:
         arms = " vs ".join(f"{a.title} ({a.describe()})" for a in reading.arms)
         return (
-            f"Compare {arms} on {spec.model}, each arm tuning {', '.join(p.name for p in space)} with "
+            f"Compare {arms} on the {_named(spec.model, 'model')}, each arm tuning {', '.join(p.name for p in space)} with "
             f"{budget.trials} trials of {', '.join(samplers)} search on validation {spec.metric.name}, then "
             f"every arm re-run over {budget.seeds} seeds on the held-out split at the same shared values (the "
             "arms' best, each tried in every arm, chosen on validation)." + size
         )
     return (
-        f"{verb} validation {spec.metric.name} of the {spec.model} on {spec.data} by tuning "
+        f"{verb} validation {spec.metric.name} of the {_named(spec.model, 'model')} on "
+        f"{_named(spec.data, 'data', 'the ')} by tuning "
         f"{', '.join(p.name for p in space)}, comparing {', '.join(samplers)} search at {budget.trials} trials each."
         + size
     )
+
+
+def _named(what: str, noun: str, article: str = "") -> str:
+    """A task's model or data as a phrase: a script's own is "as defined by the script", which needs its noun."""
+    return f"{article}{noun} {what}" if what.startswith("as ") else what
 
 
 def _hypothesis(
