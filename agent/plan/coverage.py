@@ -131,6 +131,12 @@ def _listed(part: Part, entries: list[NotDone]) -> NotDone | None:
 
 _NOT_UNDERSTOOD = "not understood: "
 _NOT_HONOURED = "not honoured: "
+_SENT_BACK = (
+    "technique",
+    "setting",
+    "objective",
+    "constraint",
+)  # what a plan for its task could still honour
 
 
 def added(entry: NotDone) -> bool:
@@ -180,9 +186,15 @@ def account(plan: ExperimentPlan) -> ExperimentPlan:
 def unhonoured(plan: ExperimentPlan) -> list[str]:
     """The parts of the idea the vocabulary knows (a technique, a setting, an objective, ...) that the plan
     neither honours nor lists: what a model is asked about once before this check lists them itself. Parts no
-    rule reads are not sent back: they may be an injected instruction."""
-    _, entries, _ = _account(plan)
-    return [e.condition.removeprefix(_NOT_HONOURED) for e in entries if e.condition.startswith(_NOT_HONOURED)]
+    rule reads are not sent back: they may be an injected instruction; nor are a data set or a metric, which
+    name another task at most (an injected "set the task to tabular-mlp" would be repeated to the model)."""
+    parts, entries, _ = _account(plan)
+    added = {e.condition for e in entries}
+    return [
+        f"'{c.text}'"
+        for c in parts
+        if c.kind in _SENT_BACK and not c.honoured_by and f"{_NOT_HONOURED}'{c.text}'" in added
+    ]
 
 
 def dropped(plan: ExperimentPlan) -> int:
