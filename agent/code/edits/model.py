@@ -291,21 +291,28 @@ def change_schedule(text: str, target: str, value: Any = None, where: str = "scr
 def add_label_smoothing(text: str, target: str, value: Any = None, where: str = "script") -> str:
     src = Source(text, where)
     new_name(src, target)
+    value, losses = smoothed_losses(src, target, value)
+    splices = []
+    for scope, calls in by_scope(src, losses, "the loss").items():
+        # Other callers of a helper keep training without smoothing: its new parameter defaults to 0.0.
+        threaded, expr = thread(src, scope, target, 0.0)
+        splices += threaded + [add_keyword(src, call, f"label_smoothing={expr}") for call in calls]
+    return src.splice([*splices, add_to_block(src, target, value)])
+
+
+def smoothed_losses(src: Source, target: str, value: Any) -> tuple[float, list[ast.Call]]:
+    """The smoothing value checked (a number in [0, 1), 0 when unset) and the training losses it goes on, in
+    a task script or a plain one alike."""
     value = 0.0 if value is None else value
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise EditError(f"add_label_smoothing {target}: the value must be a number in [0, 1), got {value!r}")
     losses = _training_losses(src)
     if not losses:
         raise EditError(
-            f"{where}: add_label_smoothing found no training cross-entropy loss "
+            f"{src.where}: add_label_smoothing found no training cross-entropy loss "
             f"(a call of cross_entropy(...) or CrossEntropyLoss(...))"
         )
-    splices = []
-    for scope, calls in by_scope(src, losses, "the loss").items():
-        # Other callers of a helper keep training without smoothing: its new parameter defaults to 0.0.
-        threaded, expr = thread(src, scope, target, 0.0)
-        splices += threaded + [add_keyword(src, call, f"label_smoothing={expr}") for call in calls]
-    return src.splice([*splices, add_to_block(src, target, float(value))])
+    return float(value), losses
 
 
 def _training_losses(src: Source) -> list[ast.Call]:

@@ -17,23 +17,15 @@ import ast
 from typing import Any
 
 from agent.code.edits.base import add_keyword
-from agent.code.edits.model import _training_losses
+from agent.code.edits.model import smoothed_losses
 from agent.code.source import EditError, Source, Splice, literal
 from experiments.program import discovered
 
 
 def add_label_smoothing(text: str, target: str, value: Any = None, where: str = "script") -> str:
     src = Source(text, where)
-    value = 0.0 if value is None else value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise EditError(f"add_label_smoothing {target}: the value must be a number in [0, 1), got {value!r}")
-    losses = _training_losses(src)
-    if not losses:
-        raise EditError(
-            f"{where}: add_label_smoothing found no training cross-entropy loss "
-            f"(a call of cross_entropy(...) or CrossEntropyLoss(...))"
-        )
-    exposed, expr = expose(src, target, float(value), losses)
+    value, losses = smoothed_losses(src, target, value)
+    exposed, expr = expose(src, target, value, losses)
     return src.splice([*exposed, *(add_keyword(src, call, f"label_smoothing={expr}") for call in losses)])
 
 
