@@ -64,6 +64,8 @@ SYSTEM_MOUNTS = (
     "/run",
 )
 
+HIDDEN = (Path("/tmp"), Path("/run"))  # what SYSTEM_MOUNTS replaces with the box's own
+
 # The contract's variables: what a script may read (experiments.channels); never a setting of research-loop's.
 CONTRACT_ENV = (channels.SEED_ENV, channels.SPLIT_ENV, channels.METRICS_ENV)
 ALLOWED_ENV = frozenset(
@@ -179,6 +181,15 @@ def default_memory_mb(workers: int = 1) -> int:
     return max(MIN_MEMORY_MB, int(total * MEMORY_SHARE / max(1, workers)) >> 20)
 
 
+def runtime_paths() -> list[Path]:
+    """Where the boxed process's Python, its packages and research-loop's own code live, when the box's
+    private /tmp or /run would hide them (a clone and its virtual environment under /tmp): shown again
+    read-only, or nothing imports in the box."""
+    found = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sys.path) if p}
+    found.add(Path(__file__).resolve().parents[1])  # the folder holding this package (an editable install's)
+    return sorted(p for p in found if p.exists() and any(p.is_relative_to(h) for h in HIDDEN))
+
+
 def bwrap_prefix(bwrap: str, writable: Sequence[Path], cwd: Path, readable: Sequence[Path] = ()) -> list[str]:
     """The bubblewrap command line that runs what follows it: system read-only, `writable` bound read-write,
     private /tmp, /run and /dev (GPUs passed through; `readable`, files the command names, shown again where
@@ -288,7 +299,7 @@ class Box:
         if self.bwrap is None:
             return stub
         folders = [self.workspace, self.scratch, cwd, *writable, *_caches(self.environ).values()]
-        return [*bwrap_prefix(self.bwrap, folders, cwd, readable), *stub]
+        return [*bwrap_prefix(self.bwrap, folders, cwd, [*runtime_paths(), *readable]), *stub]
 
     def program_memory_mb(self, device: str) -> int | None:
         """The address-space limit of a plain script's process (the runtime's share, then the trial's); none

@@ -299,3 +299,25 @@ def test_a_box_removes_the_scratch_folders_of_boxes_whose_process_is_gone(tmp_pa
     assert not left.exists() and alive.exists() and box.scratch.parent == tmp_path
     box.close()
     assert not box.scratch.exists()
+
+
+def test_code_imported_from_under_tmp_stays_importable_in_the_box(tmp_path, monkeypatch):
+    """A fresh clone and its virtual environment under /tmp: the box's private /tmp would hide them (make
+    demo in such a clone failed its preflight with "cannot import digits_cnn.py: it died")."""
+    if sandbox.find_bwrap()[0] is None:
+        unavailable(f"bubblewrap does not run here ({sandbox.find_bwrap()[1]}); apt-get install bubblewrap")
+    lib, workspace = tmp_path / "lib", tmp_path / "workspace"
+    lib.mkdir()
+    workspace.mkdir()
+    (lib / "under_tmp.py").write_text("VALUE = 7\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(lib)])
+    assert lib.resolve() in sandbox.runtime_paths()
+    box = sandbox.Box(sandbox.BoxSpec(sandbox="require"), workspace)
+    try:
+        probe = f"import sys; sys.path.append({str(lib)!r}); import under_tmp; print(under_tmp.VALUE)"
+        cmd = box.command([sys.executable, "-c", probe], workspace)
+        done = subprocess.run(cmd, env=box.env(), capture_output=True, text=True, timeout=60)
+    finally:
+        box.close()
+    assert cmd[0] == sandbox.find_bwrap()[0]
+    assert (done.returncode, done.stdout.strip()) == (0, "7"), done.stderr
