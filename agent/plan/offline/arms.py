@@ -51,6 +51,17 @@ class Reading:
         """Hyperparameters that set the arms apart: kept out of the space every arm shares."""
         return {k for a in self.arms for k in a.fixed} | {p.name for a in self.arms for p in a.search}
 
+    def another_comparison(self, condition: str) -> None:
+        """A second comparison the idea asks for, beside the one the arms already make: listed, not run."""
+        self.not_done.append(
+            NotDone(
+                condition=condition,
+                reason="a run answers one comparison; this one compares "
+                + " and ".join(a.title for a in self.arms),
+                remedy="run the other comparison as its own idea",
+            )
+        )
+
 
 @dataclass
 class _Named:
@@ -172,14 +183,7 @@ def _arms(named: list[_Named], reading: Reading) -> None:
                 reading.conditions[name] = only.technique.value  # type: ignore[assignment]
             reading.notes.append(f"{only.technique.name} is held fixed in every arm, as the idea says")
         else:
-            reading.not_done.append(
-                NotDone(
-                    condition=f"comparing {' and '.join(g.technique.name for g in group)}",
-                    reason="a run answers one comparison; this one compares "
-                    + " and ".join(a.title for a in reading.arms),
-                    remedy="run the other comparison as its own idea",
-                )
-            )
+            reading.another_comparison(f"comparing {' and '.join(g.technique.name for g in group)}")
 
 
 def _toggle_arms(toggles: list[_Named]) -> list[Arm]:

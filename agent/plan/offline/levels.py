@@ -106,14 +106,7 @@ def read(idea: str, text: str, spec: Task, reading: Reading, prior: Prior) -> No
         if len(set(levels)) < 2:
             continue
         if reading.arms:
-            reading.not_done.append(
-                NotDone(
-                    condition=f"{name} at {' vs '.join(map(str, levels))}",
-                    reason="a run answers one comparison; this one compares "
-                    + " and ".join(a.title for a in reading.arms),
-                    remedy="run the other comparison as its own idea",
-                )
-            )
+            reading.another_comparison(f"{name} at {' vs '.join(map(str, levels))}")
             continue
         reading.arms = _level_arms(name, list(dict.fromkeys(levels)), spec.defaults[name], reading)
     for n in single:
