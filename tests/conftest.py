@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -57,6 +59,21 @@ def no_provider_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         if name.startswith("RESEARCH_LOOP_") or name.endswith("_API_KEY"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
+
+
+@pytest.fixture
+def project_env(no_provider_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A user's git project under test: nothing of this machine's (no RESEARCH_LOOP_ or GIT_ variable, key,
+    config file or global git identity), reports under tmp_path."""
+    for name in list(os.environ):
+        if name.startswith("GIT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
 from report_lint import lint
 from typer.testing import CliRunner
 
@@ -33,18 +32,7 @@ from experiments.storage import JOURNAL_FILE
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("RESEARCH_LOOP_", "GIT_")) or name.endswith("_API_KEY"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(tmp_path / "reports"))
-    monkeypatch.setenv("HOME", str(tmp_path))  # no global git identity leaks in
+pytestmark = pytest.mark.usefixtures("project_env")
 
 
 def repository(tmp_path: Path, name: str, source: str) -> Path:

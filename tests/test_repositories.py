@@ -7,13 +7,13 @@ takes its seed and learning rate through TrainingArguments."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import git
 from typer.testing import CliRunner
 
 from agent.cli import app
@@ -28,18 +28,11 @@ from experiments.storage import JOURNAL_FILE
 REPOS = Path(__file__).resolve().parents[1] / "examples" / "repos"
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+pytestmark = pytest.mark.usefixtures("project_env")
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("RESEARCH_LOOP_", "GIT_")) or name.endswith("_API_KEY"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(tmp_path / "reports"))
-    monkeypatch.setenv("HOME", str(tmp_path))
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

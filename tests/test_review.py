@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
 from typer.testing import CliRunner
 
 from agent import runs
@@ -46,18 +45,7 @@ def run(hparams=None, *, trial=None, seed=0, data_fraction=1.0, holdout=False, d
 BEST = {"learning_rate": 0.0875}
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("RESEARCH_LOOP_", "GIT_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RESEARCH_LOOP_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv("RESEARCH_LOOP_REPORTS_DIR", str(tmp_path / "reports"))
-    monkeypatch.setenv("HOME", str(tmp_path))  # no global git identity leaks in
+pytestmark = pytest.mark.usefixtures("project_env")
 
 
 @pytest.fixture
